@@ -1,0 +1,1 @@
+"""Alibaba Cloud edges: credentials, ACS3 request signing, the CS API client and its emulator."""

@@ -1,0 +1,127 @@
+"""Every error edgescaler raises on purpose.
+
+Each error renders as one line that names the file, field, code or endpoint involved, and never
+contains a secret (password, access key secret, STS token).
+
+    EdgescalerError
+    ├── ConfigError            bad EDGESCALER_* setting or missing credentials
+    ├── PolicyError            one or more invalid policy files (carries every problem found)
+    ├── EventError             an FC event that is not one of the accepted trigger shapes
+    ├── SecretError            a password reference that cannot be resolved or is too weak
+    ├── MetricError            a metric that must not be acted on (carries a reason code)
+    ├── CloudError             anything that went wrong talking to the CS API
+    │   ├── CSApiError         the API answered with an error (code, message, request id, status)
+    │   └── CSTransportError   no usable answer: connect/read timeout, connection refused
+    └── StoreError             the activity store cannot be read or written (fail closed)
+        └── ConflictError      a create-only write lost: the key already exists
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class EdgescalerError(Exception):
+    """Base class; ``str(err)`` is a complete one-line message."""
+
+
+class ConfigError(EdgescalerError):
+    """A setting (environment variable, CLI option, credentials) is missing or invalid."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem in a policy file, located as precisely as we can."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class PolicyError(EdgescalerError):
+    """Invalid policy files; ``problems`` lists all of them, ``str()`` gives the first and a count."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        first = str(problems[0]) if problems else "invalid policy"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first + more)
+
+
+class EventError(EdgescalerError):
+    """The invocation event is not a timer event, a manual request or another accepted shape."""
+
+
+class SecretError(EdgescalerError):
+    """A ``login_password`` reference cannot be resolved, or the value fails the ENS rules."""
+
+
+class MetricError(EdgescalerError):
+    """A metric reading that must not be acted on.
+
+    ``reason`` is a stable code: ``empty``, ``nan``, ``multiple_series``, ``stale``, ``http_error``,
+    ``timeout``, ``connection_error``, ``bad_response``.
+    """
+
+    def __init__(self, metric: str, reason: str, detail: str) -> None:
+        self.metric = metric
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"metric {metric}: {reason}: {detail}")
+
+
+class CloudError(EdgescalerError):
+    """Base for CS API failures."""
+
+
+class CSApiError(CloudError):
+    """The CS API answered with an HTTP error status and (usually) a JSON error body."""
+
+    def __init__(
+        self,
+        *,
+        action: str,
+        status: int,
+        code: str,
+        message: str,
+        request_id: str | None,
+    ) -> None:
+        self.action = action
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        rid = f" (request id {request_id})" if request_id else ""
+        super().__init__(f"{action}: HTTP {status} {code}: {message}{rid}")
+
+    @property
+    def retryable(self) -> bool:
+        """Throttling and server-side errors may succeed later; everything else will not."""
+        return self.status >= 500 or "throttling" in self.code.lower()
+
+
+class CSTransportError(CloudError):
+    """No usable answer from the CS endpoint (timeout, refused, reset, unparseable body)."""
+
+    def __init__(self, *, action: str, detail: str, timeout: bool = False) -> None:
+        self.action = action
+        self.detail = detail
+        self.timeout = timeout
+        super().__init__(f"{action}: {detail}")
+
+
+class StoreError(EdgescalerError):
+    """The store could not be read or written; callers must not scale out."""
+
+
+class ConflictError(StoreError):
+    """A create-only write found the key already present: another writer won."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"store key already exists: {key}")
