@@ -1,0 +1,211 @@
+"""The ``edgescaler`` command.
+
+Verbs: ``validate PATH...`` · ``plan`` (dry run with explanations; writes nothing) ·
+``run --event FILE|-`` (exactly the FC handler's code path, locally) · ``history`` ·
+``emulator`` (the local CS API + Prometheus stand-in) · ``demo``.
+
+Exit status: 0 when the command completed (also when nothing was scaled); 2 with a one-line
+reason on bad input or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgescaler import __version__
+from edgescaler.errors import EdgescalerError, PolicyError
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str) -> int:
+    print(f"edgescaler: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from edgescaler import policyfile
+
+    try:
+        policies = policyfile.load(args.paths)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        n = len(exc.problems)
+        print(f"edgescaler: {n} problem{'s' if n != 1 else ''} found", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for p in policies:
+        print(f"ok  {p.name}  cluster={p.cluster_id} region={p.region} rules={len(p.rules)}")
+    return EXIT_OK
+
+
+def _read_event(source: str | None) -> bytes:
+    if source is None:
+        return b""
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise EdgescalerError(f"--event {source}: {exc.strerror}") from None
+
+
+def format_report(rep: dict[str, Any]) -> str:
+    """Human-readable report: one block per policy with the decision's reasoning."""
+    lines = []
+    if rep.get("error"):
+        return f"edgescaler: {rep['error']}"
+    for o in rep["outcomes"]:
+        head = f"{o['policy']:<20} {o['outcome']:<20}"
+        if o["add"]:
+            head += f" +{o['add']}"
+        if o["task_id"]:
+            head += f"  task={o['task_id']}"
+        lines.append(head)
+        lines.append(f"    {o['reason']}")
+        d = o.get("decision")
+        if d:
+            for name, r in d["readings"].items():
+                lines.append(f"    reading {name} = {r['value']:.4g} at {r['timestamp']}")
+            for r in d["rules"]:
+                lines.append(f"    rule {r['rule']} {r['type']}({r['metric']}): {r['detail']}")
+            for c in d["clamps"]:
+                lines.append(f"    clamp {c['limit']}: {c['before']} -> {c['after']} ({c['detail']})")
+    lines.append(rep["summary"])
+    return "\n".join(lines)
+
+
+def _run_event(args: argparse.Namespace, *, force_dry_run: bool) -> int:
+    from edgescaler.handler import handle
+
+    try:
+        event = _read_event(args.event)
+    except EdgescalerError as exc:
+        return _fail(str(exc))
+    if getattr(args, "policy", None):
+        if event.strip():
+            return _fail("give either --event or --policy, not both")
+        event = json.dumps({"policies": args.policy}).encode()
+    rep = handle(event, None, force_dry_run=force_dry_run)
+    print(json.dumps(rep, indent=2) if args.json else format_report(rep))
+    return EXIT_BAD_INPUT if rep.get("error") else EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run_event(args, force_dry_run=args.dry_run)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    return _run_event(args, force_dry_run=True)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from edgescaler.settings import Settings
+    from edgescaler.store import open_store
+
+    try:
+        settings = Settings.from_env(os.environ)
+        store = open_store(settings.store)
+        acts = store.history(cluster_id=args.cluster, policy=args.policy, limit=args.limit)
+    except EdgescalerError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps([a.to_dict() for a in acts], indent=2))
+        return EXIT_OK
+    if not acts:
+        print("no activities recorded")
+        return EXIT_OK
+    print(f"{'created (UTC)':<20} {'cluster':<34} {'#':>4} {'policy':<18} {'add':>4} "
+          f"{'status':<10} {'task':<28} reason")
+    for a in acts:
+        why = a.error or a.decision.get("explanation", "")
+        print(
+            f"{a.created_at.strftime('%Y-%m-%d %H:%M:%S'):<20} {a.cluster_id:<34} {a.seq:>4} "
+            f"{a.policy:<18} {a.add:>4} {a.status:<10} {a.task_id or '-':<28} {why}"
+        )
+    return EXIT_OK
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from edgescaler.cloud import emulator
+
+    return emulator.run_cli(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edgescaler import demo
+
+    return demo.main(json_output=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgescaler", description="Add ENS edge workers to ACK Edge clusters from Prometheus load."
+    )
+    parser.add_argument("--version", action="version", version=f"edgescaler {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="validate policy files or directories")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(func=cmd_validate)
+
+    for name, func, helptext in (
+        ("plan", cmd_plan, "dry run: show what each policy would do, and why (writes nothing)"),
+        ("run", cmd_run, "run the FC handler's code path locally with an event"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--event", metavar="FILE|-", help="event JSON file, or - for stdin")
+        if name == "plan":
+            p.add_argument("--policy", action="append", metavar="NAME", help="only this policy")
+        else:
+            p.add_argument("--dry-run", action="store_true", help="do not claim or scale out")
+        p.add_argument("--json", action="store_true", help="print the run report as JSON")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("history", help="recorded scale-out activities, newest first")
+    p.add_argument("--cluster", metavar="ID")
+    p.add_argument("--policy", metavar="NAME")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("emulator", help="serve the local CS API emulator (and a scripted Prometheus)")
+    from edgescaler.cloud import emulator
+
+    emulator.add_cli_arguments(p)
+    p.set_defaults(func=cmd_emulator)
+
+    p = sub.add_parser("demo", help="run the scaler against the emulator through a scripted load rise")
+    p.add_argument("--json", action="store_true", help="print every run report as JSON")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except EdgescalerError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

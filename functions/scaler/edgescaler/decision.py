@@ -1,0 +1,214 @@
+"""The decision engine: readings and current capacity in, nodes to add and the reasons out.
+
+Pure and deterministic. Each rule proposes an add (never negative: scale-in is out of scope); the
+largest proposal wins, because adding too little during an edge surge costs more than one node
+too many. Then the limits clamp it, in this order, each clamp recorded:
+
+1. ``max_step``  — no more than this many nodes per scale-out call;
+2. ``max_nodes`` — never above the cluster ceiling;
+3. ``min_nodes`` — the floor: a cluster below it gets topped up even if no rule fired
+   (still within ``max_nodes``, which validation guarantees is ≥ ``min_nodes``).
+
+The result is a :class:`Decision`, which is stored with the activity and printed by ``plan``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgescaler.metrics.base import Reading
+from edgescaler.policy import Policy, Rule, StepRule, TargetTrackingRule, ThresholdRule
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """What one rule proposed, and why."""
+
+    index: int
+    type: str
+    metric: str
+    value: float
+    add: int
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.index,
+            "type": self.type,
+            "metric": self.metric,
+            "value": self.value,
+            "add": self.add,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class Clamp:
+    """A limit that changed the add: ``before`` → ``after``."""
+
+    limit: str
+    before: int
+    after: int
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"limit": self.limit, "before": self.before, "after": self.after, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How many nodes to add and the full reasoning.
+
+    ``reason`` is a stable code: ``rule`` (a rule asked for nodes), ``min_nodes`` (only the floor
+    did), ``capped`` (rules asked but a limit cut the add to 0), ``no_change``.
+    """
+
+    current: int
+    proposed: int
+    add: int
+    reason: str
+    explanation: str
+    rules: tuple[RuleResult, ...]
+    clamps: tuple[Clamp, ...]
+    readings: Mapping[str, Reading] = field(default_factory=dict)
+
+    @property
+    def target(self) -> int:
+        return self.current + self.add
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "current": self.current,
+            "proposed": self.proposed,
+            "add": self.add,
+            "target": self.target,
+            "reason": self.reason,
+            "explanation": self.explanation,
+            "rules": [r.to_dict() for r in self.rules],
+            "clamps": [c.to_dict() for c in self.clamps],
+            "readings": {k: r.to_dict() for k, r in self.readings.items()},
+        }
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def evaluate_rule(index: int, rule: Rule, value: float, current: int) -> RuleResult:
+    """One rule's proposal for ``value`` at ``current`` nodes (≥ 0)."""
+    if isinstance(rule, TargetTrackingRule):
+        return _target_tracking(index, rule, value, current)
+    if isinstance(rule, StepRule):
+        for step in rule.steps:
+            if step.contains(value):
+                upper = "inf" if step.upper is None else _fmt(step.upper)
+                return RuleResult(
+                    index, rule.type, rule.metric, value, step.add,
+                    f"{_fmt(value)} in [{_fmt(step.lower)}, {upper}) -> +{step.add}",
+                )
+        return RuleResult(index, rule.type, rule.metric, value, 0, f"{_fmt(value)} in no step")
+    if isinstance(rule, ThresholdRule):
+        if value > rule.above:
+            return RuleResult(
+                index, rule.type, rule.metric, value, rule.add,
+                f"{_fmt(value)} > {_fmt(rule.above)} -> +{rule.add}",
+            )
+        return RuleResult(
+            index, rule.type, rule.metric, value, 0, f"{_fmt(value)} <= {_fmt(rule.above)}"
+        )
+    raise TypeError(f"unknown rule type {type(rule).__name__}")  # pragma: no cover
+
+
+def _target_tracking(index: int, rule: TargetTrackingRule, value: float, current: int) -> RuleResult:
+    if rule.target_per_node is not None:
+        desired = math.ceil(value / rule.target_per_node)
+        formula = f"ceil({_fmt(value)} / {_fmt(rule.target_per_node)}) = {desired}"
+        ratio = value / (current * rule.target_per_node) if current else math.inf
+    else:
+        assert rule.target_value is not None
+        if current == 0:
+            # Utilisation of zero nodes is undefined; the min_nodes floor is what adds the first.
+            return RuleResult(
+                index, rule.type, rule.metric, value, 0,
+                "average utilisation needs at least one node; relying on min_nodes",
+            )
+        desired = math.ceil(current * value / rule.target_value)
+        formula = f"ceil({current} * {_fmt(value)} / {_fmt(rule.target_value)}) = {desired}"
+        ratio = value / rule.target_value
+    if rule.tolerance and abs(ratio - 1) <= rule.tolerance:
+        return RuleResult(
+            index, rule.type, rule.metric, value, 0,
+            f"load/target {ratio:.3f} within tolerance ±{_fmt(rule.tolerance)}",
+        )
+    add = max(0, desired - current)
+    return RuleResult(
+        index, rule.type, rule.metric, value, add,
+        f"{formula} nodes desired, {current} current -> +{add}",
+    )
+
+
+def decide(policy: Policy, current: int, readings: Mapping[str, Reading]) -> Decision:
+    """Evaluate every rule of ``policy`` and apply its limits.
+
+    ``readings`` must hold a reading for every metric the rules use (the pipeline never calls
+    this with missing metrics; that is ``metrics_unavailable``).
+    """
+    if current < 0:
+        raise ValueError("current node count cannot be negative")
+    results = tuple(
+        evaluate_rule(i, rule, readings[rule.metric].value, current)
+        for i, rule in enumerate(policy.rules)
+    )
+    winner = max(results, key=lambda r: r.add)  # first of equals: rule order breaks ties
+    proposed = winner.add
+    limits = policy.limits
+    clamps: list[Clamp] = []
+    add = proposed
+
+    if add > limits.max_step:
+        clamps.append(Clamp("max_step", add, limits.max_step, f"at most {limits.max_step} per step"))
+        add = limits.max_step
+    room = max(0, limits.max_nodes - current)
+    if add > room:
+        clamps.append(
+            Clamp("max_nodes", add, room, f"{current} of at most {limits.max_nodes} nodes")
+        )
+        add = room
+    floor = min(limits.min_nodes, limits.max_nodes) - current
+    if add < floor:
+        clamps.append(
+            Clamp("min_nodes", add, floor, f"{current} is below min_nodes {limits.min_nodes}")
+        )
+        add = floor
+
+    if add > 0 and proposed > 0:
+        reason = "rule"
+        explanation = f"rule {winner.index} ({winner.type} on {winner.metric}): {winner.detail}"
+    elif add > 0:
+        reason = "min_nodes"
+        explanation = f"no rule fired; {current} nodes is below min_nodes {limits.min_nodes}"
+    elif proposed > 0:
+        reason = "capped"
+        explanation = f"rule {winner.index} asked for +{proposed}; " + "; ".join(
+            c.detail for c in clamps
+        )
+    else:
+        reason = "no_change"
+        explanation = "no rule asked for more nodes"
+    if clamps and add > 0:
+        explanation += "; clamped: " + ", ".join(
+            f"{c.limit} {c.before}->{c.after}" for c in clamps
+        )
+    return Decision(
+        current=current,
+        proposed=proposed,
+        add=add,
+        reason=reason,
+        explanation=explanation,
+        rules=results,
+        clamps=tuple(clamps),
+        readings=dict(readings),
+    )

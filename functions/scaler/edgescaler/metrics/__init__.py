@@ -1,0 +1,1 @@
+"""Metric sources: where readings come from (Prometheus, alarm values carried by the trigger)."""

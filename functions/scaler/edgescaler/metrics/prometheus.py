@@ -1,0 +1,362 @@
+"""Prometheus instant queries as a :class:`~edgescaler.metrics.base.MetricSource`.
+
+Each :meth:`PrometheusSource.read` sends one instant query (``GET /api/v1/query``, no ``time``
+parameter, so the server evaluates at its own "now") through ``prometheus-api-client``'s
+``PrometheusConnect.custom_query``, and expects exactly one finite number back: a vector with one
+series, or a scalar. Anything else is a :class:`~edgescaler.errors.MetricError` whose ``reason``
+says what went wrong (see :class:`~edgescaler.metrics.base.MetricSource`). Retries are disabled:
+a failure is reported at once and the next trigger evaluates again.
+
+Freshness
+---------
+Prometheus stamps every instant-query result with the *evaluation* time, not with the time of the
+underlying sample: a series whose last scrape was four minutes ago still comes back stamped "now",
+because the query engine looks back up to 5 minutes (``--query.lookback-delta``) for a sample.
+The result timestamp therefore only catches a caching front-end that replays old answers and a
+clock skew between Prometheus and us; that check is always made (older than ``max_age`` at
+``now``, or more than ``max_age`` in the future, is ``stale``).
+
+To bound the real age of the data, pass ``freshness_query``: a PromQL expression whose value is
+the Unix time of the newest underlying sample, e.g.::
+
+    max(timestamp(node_cpu_seconds_total{edge="true"}))
+
+It is evaluated after the main query, with the same error handling (an empty or NaN answer is
+``empty``/``nan`` too), and its *value* becomes the reading's timestamp and is checked against
+``max_age``. Without it the reading's timestamp is the evaluation time.
+
+``requests`` and ``prometheus_api_client`` are imported on the first query, not at import time:
+the Function Compute cold start only pays for them when a policy actually reads Prometheus.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+from edgescaler.errors import ConfigError, MetricError
+from edgescaler.metrics.base import Reading
+
+_DETAIL_MAX = 300
+_QUERY_MAX = 80
+_BODY_MAX = 160
+_LABEL_SETS_SHOWN = 3
+# urllib3 prefixes its messages with the pool/connection and the full URL; we already name the
+# host, so keep only the cause ("[Errno 111] Connection refused").
+_POOL_PREFIX = re.compile(r"^\s*HTTPS?Connection(?:Pool)?\(host=[^)]*\):\s*")
+
+
+class PrometheusSource:
+    """Reads metrics from one Prometheus server (or anything serving ``/api/v1/query``).
+
+    ``url`` is the base URL (``http(s)://host[:port][/prefix]``); ``timeout`` applies to the
+    connect and to each read of every query; ``headers`` (e.g. an ``Authorization`` header) are
+    sent with every request and never shown in reprs or errors.
+
+    Safe to share between threads: one HTTP session (and its connection pool) is built on the
+    first query and reused; :meth:`close` releases it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"Prometheus URL must look like http(s)://host[:port][/prefix], "
+                f"got scheme {parts.scheme!r} and host {parts.hostname!r}"
+            )
+        if not timeout > 0:
+            raise ConfigError(f"Prometheus timeout must be > 0 seconds, got {timeout}")
+        self._url = url.rstrip("/")
+        # netloc without any user:password@ part: this is what error details show.
+        self._host = parts.netloc.rpartition("@")[2]
+        self._timeout = timeout
+        self._headers = dict(headers) if headers else None
+        self._lock = threading.Lock()
+        self._client: Any = None
+        # The last HTTP response seen by the calling thread; see _remember_response.
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"PrometheusSource(host={self._host!r}, timeout={self._timeout})"
+
+    def __enter__(self) -> PrometheusSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def host(self) -> str:
+        """``host[:port]`` of the server, as shown in error details."""
+        return self._host
+
+    def read(
+        self,
+        name: str,
+        query: str,
+        *,
+        max_age: timedelta,
+        now: datetime,
+        freshness_query: str | None = None,
+    ) -> Reading:
+        """Evaluate ``query`` and return its single finite value; see the module docstring.
+
+        ``now`` must be timezone-aware. Raises MetricError (reasons listed on MetricSource).
+        """
+        if now.tzinfo is None:
+            raise ValueError("now must be a timezone-aware datetime")
+        value, evaluated_at = self._instant(name, query, self._where("query", query))
+        self._check_age(name, "evaluation time of query", evaluated_at, max_age, now)
+        timestamp = evaluated_at
+        if freshness_query is not None:
+            where = self._where("freshness query", freshness_query)
+            newest, fresh_evaluated_at = self._instant(name, freshness_query, where)
+            self._check_age(
+                name, "evaluation time of freshness query", fresh_evaluated_at, max_age, now
+            )
+            timestamp = self._unix_to_datetime(name, where, newest)
+            self._check_age(name, "newest sample", timestamp, max_age, now)
+        return Reading(metric=name, value=value, timestamp=timestamp, source="prometheus")
+
+    def close(self) -> None:
+        """Close the HTTP session; a later :meth:`read` opens a new one."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._build_client()
+                client = self._client
+        return client
+
+    def _build_client(self) -> Any:
+        import requests
+        from prometheus_api_client import PrometheusConnect
+        from urllib3.util.retry import Retry
+
+        session = requests.Session()
+        session.hooks["response"].append(self._remember_response)
+        return PrometheusConnect(
+            url=self._url,
+            headers=self._headers,
+            # No retries and no backoff: the library's default would retry 5xx three times with
+            # a growing sleep. read=False keeps a read timeout a ReadTimeout (requests' own
+            # default) instead of a ConnectionError wrapping MaxRetryError.
+            retry=Retry(total=0, read=False),
+            session=session,
+            timeout=self._timeout,
+        )
+
+    def _remember_response(self, response: Any, *args: object, **kwargs: object) -> None:
+        # custom_query keeps neither the HTTP status nor the error body nor the resultType, and
+        # a scalar and a string result have the same shape. A requests response hook runs in the
+        # calling thread, so a thread-local keeps each thread's response apart.
+        self._local.response = response
+
+    def _where(self, what: str, query: str) -> str:
+        return f"{what} {_clip(query, _QUERY_MAX)!r} on {self._host}"
+
+    def _instant(self, name: str, query: str, where: str) -> tuple[float, datetime]:
+        """Run one instant query; return (finite value, evaluation time) or raise MetricError."""
+        from prometheus_api_client.exceptions import PrometheusApiClientException
+        from requests import exceptions as rex
+
+        client = self._connection()
+        self._local.response = None
+        try:
+            result = client.custom_query(query)
+        except PrometheusApiClientException as exc:
+            raise MetricError(
+                name, "http_error", _one_line(f"{where}: {self._http_error(exc)}")
+            ) from exc
+        except rex.Timeout as exc:  # before ConnectionError: ConnectTimeout is both
+            raise MetricError(
+                name,
+                "timeout",
+                _one_line(f"{where}: timed out after {self._timeout:g}s ({_cause(exc)})"),
+            ) from exc
+        except (rex.ConnectionError, rex.ChunkedEncodingError) as exc:
+            raise MetricError(
+                name, "connection_error", _one_line(f"{where}: {_cause(exc)}")
+            ) from exc
+        except rex.RequestException as exc:  # JSONDecodeError, ContentDecodingError, redirects...
+            raise MetricError(
+                name, "bad_response", _one_line(f"{where}: {self._bad_body(exc)}")
+            ) from exc
+        except (KeyError, TypeError, IndexError) as exc:
+            # custom_query indexes body["data"]["result"] of a 200 answer.
+            raise MetricError(
+                name, "bad_response", _one_line(f"{where}: {self._bad_body(exc)}")
+            ) from exc
+        return self._parse(name, where, result)
+
+    def _http_error(self, exc: Exception) -> str:
+        response = getattr(self._local, "response", None)
+        if response is None:
+            return _clip(str(exc), _BODY_MAX)
+        status = f"HTTP {response.status_code}"
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "error" in body:
+            kind = body.get("errorType")
+            message = f"{kind}: {body['error']}" if kind else str(body["error"])
+            return f"{status} {_clip(message, _BODY_MAX)}"
+        text = response.text.strip()
+        return f"{status} {_clip(text, _BODY_MAX)}" if text else f"{status} (empty body)"
+
+    def _bad_body(self, exc: Exception) -> str:
+        response = getattr(self._local, "response", None)
+        if response is None:
+            return f"{type(exc).__name__}: {_clip(str(exc), _BODY_MAX)}"
+        ctype = response.headers.get("Content-Type", "no content type")
+        text = _clip(response.text.strip(), 60)
+        return (
+            f"HTTP {response.status_code} body is not a Prometheus query result "
+            f"({type(exc).__name__}; {ctype}): {text!r}"
+        )
+
+    # -- result parsing --------------------------------------------------------------------
+
+    def _parse(self, name: str, where: str, result: Any) -> tuple[float, datetime]:
+        def bad(message: str) -> MetricError:
+            return MetricError(name, "bad_response", _one_line(f"{where}: {message}"))
+
+        response = getattr(self._local, "response", None)
+        if response is None:  # the hook always runs for a response custom_query returned
+            raise RuntimeError("no HTTP response recorded for a successful query")
+        # custom_query drops resultType; read it from the same body.
+        try:
+            body = response.json()
+            status = body.get("status")
+            result_type = body["data"]["resultType"]
+        except (ValueError, AttributeError, KeyError, TypeError) as exc:
+            raise bad(f"no data.resultType in the answer ({type(exc).__name__})") from exc
+        if status != "success":
+            raise bad(f"status {status!r} in an HTTP {response.status_code} answer")
+
+        if result_type == "scalar":
+            sample, labels = result, ""
+        elif result_type == "vector":
+            if not isinstance(result, list):
+                raise bad(f"vector result is a {type(result).__name__}, not a list")
+            if not result:
+                raise MetricError(name, "empty", _one_line(f"{where} returned no series"))
+            if len(result) > 1:
+                shown = ", ".join(_labels(item) for item in result[:_LABEL_SETS_SHOWN])
+                more = ", ..." if len(result) > _LABEL_SETS_SHOWN else ""
+                raise MetricError(
+                    name,
+                    "multiple_series",
+                    _one_line(f"{where} returned {len(result)} series, expected 1: {shown}{more}"),
+                )
+            item = result[0]
+            if not isinstance(item, dict) or "value" not in item:
+                raise bad("vector element without a value")
+            sample, labels = item["value"], _labels(item)
+        else:
+            raise bad(f"result type {result_type!r}, expected vector or scalar")
+
+        ts, value = _sample(sample)
+        if ts is None or value is None:
+            raise bad(f"malformed sample {_clip(repr(sample), 60)}")
+        if not math.isfinite(value):
+            shown = "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+            series = f" for {labels}" if labels else ""
+            raise MetricError(name, "nan", _one_line(f"{where} returned {shown}{series}"))
+        return value, self._unix_to_datetime(name, where, ts)
+
+    def _unix_to_datetime(self, name: str, where: str, ts: float) -> datetime:
+        try:
+            return datetime.fromtimestamp(ts, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise MetricError(
+                name, "bad_response", _one_line(f"{where}: {ts!r} is not a usable Unix time")
+            ) from exc
+
+    def _check_age(
+        self, name: str, what: str, timestamp: datetime, max_age: timedelta, now: datetime
+    ) -> None:
+        age = now - timestamp
+        if age > max_age:
+            when = f"{age.total_seconds():.1f}s old"
+        elif -age > max_age:
+            when = f"{-age.total_seconds():.1f}s in the future (clock skew?)"
+        else:
+            return
+        raise MetricError(
+            name,
+            "stale",
+            _one_line(
+                f"{what} {timestamp.isoformat()} is {when} at {now.isoformat()}, "
+                f"max_age {max_age.total_seconds():g}s, on {self._host}"
+            ),
+        )
+
+
+def _sample(sample: Any) -> tuple[float | None, float | None]:
+    """``[unix_ts, "value"]`` -> floats; (None, None) if it does not have that shape."""
+    if not isinstance(sample, (list, tuple)) or len(sample) != 2:
+        return None, None
+    ts, raw = sample
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not isinstance(raw, str):
+        return None, None
+    try:
+        value = float(raw)  # Prometheus spells specials "NaN", "+Inf", "-Inf"; float() accepts them
+    except ValueError:
+        return None, None
+    if not math.isfinite(ts):
+        return None, None
+    return float(ts), value
+
+
+def _labels(item: Any) -> str:
+    metric = item.get("metric") if isinstance(item, dict) else None
+    if not isinstance(metric, dict):
+        return "{?}"
+    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(metric.items()))
+    return _clip("{" + inner + "}", 120)
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost message of a requests/urllib3 exception chain, without the URL noise."""
+    seen: set[int] = set()
+    current = exc
+    while id(current) not in seen:
+        seen.add(id(current))
+        reason = getattr(current, "reason", None)  # urllib3 MaxRetryError
+        if isinstance(reason, BaseException):
+            current = reason
+        elif current.args and isinstance(current.args[0], BaseException):
+            current = current.args[0]
+        else:
+            break
+    text = _POOL_PREFIX.sub("", str(current)) or type(current).__name__
+    return _clip(text, _BODY_MAX)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(text: str) -> str:
+    return _clip(" ".join(text.split()), _DETAIL_MAX)

@@ -1,0 +1,353 @@
+"""Policy documents: the validated, typed form of one YAML policy file (design.md §4).
+
+Pure: no file or YAML handling here (that is :mod:`edgescaler.policyfile`). Every constraint the
+edge ``ScaleOutCluster`` API documents is enforced, so a policy that validates produces a body the
+API accepts; the login password is only ever a *reference* (``from_env``), resolved at run time.
+
+Unknown keys are rejected everywhere. Types are strict: ``"20"`` is not an int, ``1`` is not a bool.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+WORKER_PERIODS = (1, 2, 3, 6, 12, 24, 36, 48, 60)
+CHARGE_TYPES = ("BandwidthByDay", "95BandwidthByMonth")
+MAX_COUNT_PER_CALL = 500  # the CS API's per-call ceiling
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(value: object) -> timedelta:
+    """``90s``, ``10m``, ``1h30m``, or a non-negative number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration like 90s, 10m or 1h30m")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError("must be a non-negative number of seconds")
+        return timedelta(seconds=value)
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if match and any(match.groups()):
+            h, m, s = (int(g) if g else 0 for g in match.groups())
+            return timedelta(hours=h, minutes=m, seconds=s)
+    raise ValueError("must be a duration like 90s, 10m or 1h30m")
+
+
+def format_duration(value: timedelta) -> str:
+    total = int(value.total_seconds())
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    parts = [f"{h}h" if h else "", f"{m}m" if m else "", f"{s}s" if s else ""]
+    return "".join(parts) or "0s"
+
+
+Duration = Annotated[timedelta, Field(description="duration like 90s, 10m, 1h30m")]
+
+
+class FieldError(ValueError):
+    """A cross-field problem that belongs to a specific sub-field of the model raising it.
+
+    Pydantic locates model-level errors at the model itself; the policy loader appends ``loc``
+    so that the message points at the field (and line) the user has to change.
+    """
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class PasswordRef(_Model):
+    """Where the ENS login password comes from. Never the password itself."""
+
+    from_env: StrictStr | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    kms_secret: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PasswordRef:
+        if self.kms_secret is not None:
+            raise FieldError(("kms_secret",), "not supported yet; use from_env")
+        if self.from_env is None:
+            raise ValueError("give the password by reference: {from_env: VARIABLE_NAME}")
+        return self
+
+
+def _reject_inline_password(value: Any) -> Any:
+    if isinstance(value, str):
+        # Deliberately not echoing the value: it may be a real password.
+        raise ValueError(
+            "an inline password is not allowed; use {from_env: VARIABLE_NAME}"
+        )
+    return value
+
+
+class ScaleOutSpec(_Model):
+    """The ScaleOutCluster ENS body minus ``count``, with the API's documented constraints."""
+
+    worker_instance_type: StrictStr = Field(pattern=r"^ens\.[a-z0-9]+\.[a-z0-9]+$")
+    ens_region_id: StrictStr = Field(pattern=r"^[a-z]{2}(-[a-z0-9]+)+$")
+    worker_image_id: StrictStr = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    ens_internet_charge_type: Literal["BandwidthByDay", "95BandwidthByMonth"]
+    worker_period: StrictInt
+    login_password: PasswordRef
+    worker_system_disk_size: StrictInt
+    is_edge_worker: StrictBool
+    worker_data_disk_size: StrictInt = 0
+    worker_auto_renew: StrictBool = False
+    worker_auto_renew_period: StrictInt | None = Field(default=None, validate_default=True)
+    timeout_mins: StrictInt = Field(default=60, ge=1, le=1440)
+
+    _inline = field_validator("login_password", mode="before")(_reject_inline_password)
+
+    @field_validator("worker_period")
+    @classmethod
+    def _period(cls, v: int) -> int:
+        if v not in WORKER_PERIODS:
+            raise ValueError(f"must be one of {', '.join(map(str, WORKER_PERIODS))} (months)")
+        return v
+
+    @field_validator("worker_system_disk_size")
+    @classmethod
+    def _system_disk(cls, v: int) -> int:
+        if not 20 <= v <= 100:
+            raise ValueError("must be between 20 and 100 (GiB)")
+        if v % 10:
+            raise ValueError("must be a multiple of 10")
+        return v
+
+    @field_validator("worker_data_disk_size")
+    @classmethod
+    def _data_disk(cls, v: int) -> int:
+        if v == 0:
+            return v
+        if not 20 <= v <= 200:
+            raise ValueError("must be 0 (no data disk) or between 20 and 200 (GiB)")
+        if v % 10:
+            raise ValueError("must be a multiple of 10")
+        return v
+
+    @field_validator("is_edge_worker")
+    @classmethod
+    def _edge(cls, v: bool) -> bool:
+        if v is not True:
+            raise ValueError("must be true (only ENS edge workers can be added)")
+        return v
+
+    @field_validator("worker_auto_renew_period")
+    @classmethod
+    def _renew_period(cls, v: int | None, info: ValidationInfo) -> int | None:
+        # A field validator (not a model validator) so it runs even when other fields fail,
+        # and the user sees every problem of the file at once.
+        if v is None:
+            if info.data.get("worker_auto_renew") is True:
+                raise ValueError("required when worker_auto_renew is true")
+            return v
+        if not 1 <= v <= 12:
+            raise ValueError("must be between 1 and 12 (months)")
+        return v
+
+    def body(self, count: int, password: str) -> dict[str, Any]:
+        """The exact ScaleOutCluster JSON body, in the documented field order."""
+        out: dict[str, Any] = {
+            "count": count,
+            "worker_instance_type": self.worker_instance_type,
+            "ens_region_id": self.ens_region_id,
+            "worker_image_id": self.worker_image_id,
+            "ens_internet_charge_type": self.ens_internet_charge_type,
+            "worker_period": self.worker_period,
+            "login_password": password,
+            "worker_system_disk_size": self.worker_system_disk_size,
+            "is_edge_worker": True,
+            "worker_data_disk_size": self.worker_data_disk_size,
+            "worker_auto_renew": self.worker_auto_renew,
+        }
+        if self.worker_auto_renew:
+            out["worker_auto_renew_period"] = self.worker_auto_renew_period
+        out["timeout_mins"] = self.timeout_mins
+        return out
+
+
+class Limits(_Model):
+    min_nodes: StrictInt = Field(default=0, ge=0)
+    max_nodes: StrictInt = Field(ge=1)
+    max_step: StrictInt = Field(ge=1, le=MAX_COUNT_PER_CALL)
+
+    @field_validator("max_nodes")
+    @classmethod
+    def _ordered(cls, v: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_nodes")
+        if low is not None and low > v:
+            raise ValueError(f"must be at least min_nodes ({low})")
+        return v
+
+
+class MetricSpec(_Model):
+    """One PromQL instant query that must return exactly one series."""
+
+    query: StrictStr = Field(min_length=1)
+    max_age: Duration = timedelta(minutes=2)
+    freshness_query: StrictStr | None = Field(default=None, min_length=1)
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> timedelta:
+        d = parse_duration(v)
+        if d <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return d
+
+
+Number = StrictInt | StrictFloat
+
+
+def _finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return float(v)
+
+
+class TargetTrackingRule(_Model):
+    """Keep load per node at a target.
+
+    ``target_per_node``: the metric is a total (e.g. busy cores); desired nodes =
+    ceil(value / target_per_node). ``target_value``: the metric is an average utilisation across
+    the current nodes; desired = ceil(current * value / target_value). With ``tolerance`` t, no
+    change while the load is within ±t of the target (ratio in [1-t, 1+t]).
+    """
+
+    type: Literal["target_tracking"]
+    metric: StrictStr
+    target_per_node: Number | None = Field(default=None, gt=0)
+    target_value: Number | None = Field(default=None, gt=0)
+    tolerance: Number = Field(default=0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TargetTrackingRule:
+        if (self.target_per_node is None) == (self.target_value is None):
+            raise ValueError("give exactly one of target_per_node or target_value")
+        for v in (self.target_per_node, self.target_value):
+            if v is not None:
+                _finite(v)
+        return self
+
+
+class Step(_Model):
+    lower: Number
+    upper: Number | None = None
+    add: StrictInt = Field(ge=1, le=MAX_COUNT_PER_CALL)
+
+    @model_validator(mode="after")
+    def _interval(self) -> Step:
+        _finite(self.lower)
+        if self.upper is not None:
+            _finite(self.upper)
+            if self.upper <= self.lower:
+                raise FieldError(("upper",), f"must be greater than lower ({self.lower})")
+        return self
+
+    def contains(self, value: float) -> bool:
+        """Half-open interval [lower, upper)."""
+        return value >= self.lower and (self.upper is None or value < self.upper)
+
+
+class StepRule(_Model):
+    """Add a fixed number of nodes depending on which interval [lower, upper) the value is in."""
+
+    type: Literal["step"]
+    metric: StrictStr
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> StepRule:
+        ordered = sorted(self.steps, key=lambda s: s.lower)
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            if a.upper is None or a.upper > b.lower:
+                raise FieldError(
+                    ("steps",),
+                    f"steps overlap: [{a.lower}, {a.upper if a.upper is not None else 'inf'}) "
+                    f"and [{b.lower}, {b.upper if b.upper is not None else 'inf'})",
+                )
+        return self
+
+
+class ThresholdRule(_Model):
+    """Add ``add`` nodes while the value is strictly above ``above``."""
+
+    type: Literal["threshold"]
+    metric: StrictStr
+    above: Number
+    add: StrictInt = Field(ge=1, le=MAX_COUNT_PER_CALL)
+
+    _above = field_validator("above")(_finite)
+
+
+Rule = Annotated[TargetTrackingRule | StepRule | ThresholdRule, Field(discriminator="type")]
+
+
+class PrometheusSpec(_Model):
+    url: StrictStr = Field(pattern=r"^https?://")
+    timeout: Duration = timedelta(seconds=5)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> timedelta:
+        d = parse_duration(v)
+        if d <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return d
+
+
+class Policy(_Model):
+    """One validated policy file."""
+
+    name: StrictStr = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    cluster_id: StrictStr = Field(pattern=r"^c[0-9a-z]{8,64}$")
+    region: StrictStr = Field(pattern=r"^[a-z]{2}(-[a-z0-9]+)+$")
+    scale_out: ScaleOutSpec
+    limits: Limits
+    cooldown: Duration = timedelta(minutes=10)
+    prometheus: PrometheusSpec | None = None
+    metrics: dict[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*$")], MetricSpec] = Field(
+        min_length=1
+    )
+    rules: list[Rule] = Field(min_length=1)
+
+    @field_validator("cooldown", mode="before")
+    @classmethod
+    def _cooldown(cls, v: object) -> timedelta:
+        return parse_duration(v)
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_name_metrics(cls, rules: list[Rule], info: ValidationInfo) -> list[Rule]:
+        metrics = info.data.get("metrics")
+        if metrics is None:  # metrics itself is invalid; that error is reported already
+            return rules
+        for i, rule in enumerate(rules):
+            if rule.metric not in metrics:
+                known = ", ".join(sorted(metrics))
+                raise FieldError((i, "metric"), f"unknown metric {rule.metric!r} (defined: {known})")
+        return rules

@@ -1,0 +1,100 @@
+"""The run report (design.md §4): one outcome per policy, plus what triggered the run.
+
+Outcome codes: ``scaled``, ``no_change``, ``cooling_down``, ``in_flight``, ``budget``,
+``capped``, ``metrics_unavailable``, ``duplicate_event``, ``dry_run``, ``error``.
+Nothing in a report is secret: it is logged, returned to FC and printed by the CLI.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+SCALED = "scaled"
+NO_CHANGE = "no_change"
+COOLING_DOWN = "cooling_down"
+IN_FLIGHT = "in_flight"
+BUDGET = "budget"
+CAPPED = "capped"
+METRICS_UNAVAILABLE = "metrics_unavailable"
+DUPLICATE_EVENT = "duplicate_event"
+DRY_RUN = "dry_run"
+ERROR = "error"
+
+OUTCOMES = (
+    SCALED, NO_CHANGE, COOLING_DOWN, IN_FLIGHT, BUDGET, CAPPED,
+    METRICS_UNAVAILABLE, DUPLICATE_EVENT, DRY_RUN, ERROR,
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    policy: str
+    cluster_id: str
+    outcome: str
+    reason: str
+    add: int = 0
+    task_id: str | None = None
+    request_id: str | None = None
+    activity_seq: int | None = None
+    decision: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "cluster_id": self.cluster_id,
+            "outcome": self.outcome,
+            "add": self.add,
+            "task_id": self.task_id,
+            "request_id": self.request_id,
+            "activity_seq": self.activity_seq,
+            "reason": self.reason,
+            "decision": self.decision,
+        }
+
+    def log_line(self) -> str:
+        parts = [f"policy={self.policy}", f"cluster={self.cluster_id}", f"outcome={self.outcome}"]
+        if self.add:
+            parts.append(f"add={self.add}")
+        if self.task_id:
+            parts.append(f"task_id={self.task_id}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        parts.append(f"reason={self.reason!r}")
+        return " ".join(parts)
+
+
+@dataclass
+class RunReport:
+    trigger: str
+    event_key: str | None
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+    error: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(o.outcome for o in self.outcomes))
+
+    def summary_line(self) -> str:
+        if self.error:
+            return f"run failed: {self.error}"
+        counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts().items())) or "no policies"
+        added = sum(o.add for o in self.outcomes if o.outcome == SCALED)
+        mode = " DRY-RUN" if self.dry_run else ""
+        return f"run{mode} trigger={self.trigger} policies={len(self.outcomes)} nodes_added={added} {counts}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trigger": self.trigger,
+            "event_key": self.event_key,
+            "dry_run": self.dry_run,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "error": self.error,
+            "summary": self.summary_line(),
+            "outcomes": [o.to_dict() for o in self.outcomes],
+        }

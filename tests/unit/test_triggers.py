@@ -1,0 +1,76 @@
+"""Trigger parsing: timer and manual shapes, and a clear error for everything else."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgescaler.errors import EventError
+from edgescaler.triggers import parse_event
+from tests.support.events import EVENTS, load_event
+
+
+def test_timer_event() -> None:
+    r = parse_event(load_event("timer.json"))
+    assert r.trigger == "timer"
+    assert r.policies is None and r.dry_run is None
+    assert r.event_key == "timer:every-minute:2026-11-27T07:05:00Z"
+
+
+def test_timer_payload_is_a_json_string_decoded_twice() -> None:
+    r = parse_event(load_event("timer-with-payload.json"))
+    assert (r.trigger, r.policies, r.dry_run) == ("timer", ("beijing-edge",), True)
+    assert r.event_key == "timer:every-minute:2026-11-27T07:06:00Z"
+
+
+@pytest.mark.parametrize("raw", [b"", b"   \n", None, b"{}"])
+def test_empty_manual_event_means_all_policies(raw: bytes | None) -> None:
+    r = parse_event(raw)
+    assert (r.trigger, r.policies, r.dry_run, r.event_key) == ("manual", None, None, None)
+
+
+def test_manual_event() -> None:
+    r = parse_event(load_event("manual.json"))
+    assert (r.policies, r.dry_run, r.event_key) == (("beijing-edge",), True, None)
+
+
+def test_manual_request_id_makes_it_idempotent() -> None:
+    r = parse_event(load_event("manual-idempotent.json"))
+    assert r.event_key == "manual:ops-2026-11-27-01"
+    assert r.detail["reason"] == "pre-warm for the launch"
+
+
+def test_duplicate_policy_names_collapse() -> None:
+    assert parse_event(b'{"policies": ["a", "b", "a"]}').policies == ("a", "b")
+
+
+INVALID = sorted((EVENTS / "invalid").iterdir())
+MESSAGES = {
+    "list": "expected a JSON object, got list",
+    "policies-not-a-list": "policies must be a non-empty list",
+    "dry-run-not-bool": "dry_run must be true or false",
+    "unknown-key": "unknown key 'action'",
+    "timer-payload-mapping": "payload must be a string",
+    "timer-bad-time": "triggerTime 'yesterday' is not an ISO 8601 time",
+    "timer-payload-not-json": "payload is not JSON",
+    "truncated": "not JSON",
+    "not-utf8": "not UTF-8",
+    "bad-policy-name": "'Bad Name!' is not a policy name",
+}
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_events_are_one_line_errors(path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(EventError) as info:
+        parse_event(path.read_bytes())
+    msg = str(info.value)
+    assert MESSAGES[path.stem] in msg
+    assert "\n" not in msg
+
+
+def test_every_invalid_fixture_has_an_expected_message() -> None:
+    assert {p.stem for p in INVALID} == set(MESSAGES)
+
+
+def test_oversized_event() -> None:
+    with pytest.raises(EventError, match="larger than"):
+        parse_event(b"{" + b" " * 300_000 + b"}")
