@@ -101,8 +101,9 @@ class CSApiError(CloudError):
 
     @property
     def retryable(self) -> bool:
-        """Throttling and server-side errors may succeed later; everything else will not."""
-        return self.status >= 500 or "throttling" in self.code.lower()
+        """Throttling (a ``Throttling*`` code or HTTP 429) and server-side errors may succeed
+        later; everything else will not."""
+        return self.status >= 500 or self.status == 429 or "throttling" in self.code.lower()
 
 
 class CSTransportError(CloudError):

@@ -199,11 +199,14 @@ def _refresh_one(act: Activity, cloud: CloudAPI, actuator: Actuator, now: dateti
     except CloudError as exc:
         log.warning("cannot read task %s of %s: %s", act.task_id, act.cluster_id, exc)
         return act
+    # The task's own end time, but never later than now: a time zone misread by the API must
+    # not stretch the cooldown into the future.
+    ended = min(task.updated, now) if task.updated else now
     if task.phase == "success":
-        updated = act.with_status(SUCCEEDED, now, ended_at=task.updated or now)
+        updated = act.with_status(SUCCEEDED, now, ended_at=ended)
     elif task.phase == "failed":
         detail = ": ".join(x for x in (task.error_code, task.error_message) if x) or task.state
-        updated = act.with_status(FAILED, now, ended_at=task.updated or now, error=detail)
+        updated = act.with_status(FAILED, now, ended_at=ended, error=detail)
     elif act.timeout_mins and now - act.created_at > timedelta(minutes=act.timeout_mins):
         updated = act.with_status(
             TIMED_OUT, now, error=f"task still {task.state} after {act.timeout_mins} min"

@@ -175,7 +175,8 @@ class AcsV3Auth(httpx.Auth):
 
     The request must already carry ``x-acs-action`` and ``x-acs-version``; date and nonce are
     added here (fresh on every attempt). ``credentials`` is a callable so that rotated STS
-    credentials are picked up without rebuilding the client.
+    credentials are picked up without rebuilding the client. ``nonce`` must return a new value on
+    every call; it is injectable only so that a test can reproduce a captured request.
     """
 
     requires_request_body = True
@@ -184,13 +185,15 @@ class AcsV3Auth(httpx.Auth):
         self,
         credentials: Callable[[], Credentials],
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        nonce: Callable[[], str] = new_nonce,
     ) -> None:
         self._credentials = credentials
         self._clock = clock
+        self._nonce = nonce
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["x-acs-date"] = utc_timestamp(self._clock())
-        request.headers["x-acs-signature-nonce"] = new_nonce()
+        request.headers["x-acs-signature-nonce"] = self._nonce()
         raw_path, _, raw_query = request.url.raw_path.decode("ascii").partition("?")
         added = sign_headers(
             method=request.method,

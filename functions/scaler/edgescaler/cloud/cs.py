@@ -1,0 +1,685 @@
+"""A small client for the four CS (ACK) API 2015-12-15 calls edgescaler needs, over httpx.
+
+    ScaleOutCluster      POST /api/v2/clusters/{ClusterId}   never retried (no idempotency token)
+    DescribeTaskInfo     GET  /tasks/{TaskId}                  retried
+    DescribeClusterNodes GET  /clusters/{ClusterId}/nodes      retried, every page
+    DescribeClusterTasks GET  /clusters/{ClusterId}/tasks      retried, paged
+
+Every request is signed with ACS3-HMAC-SHA256 (:class:`~edgescaler.cloud.signing.AcsV3Auth`).
+The path and query are percent-encoded here, exactly as they are signed (reference/cs-api.md §3.6),
+and a request body is serialised once and those bytes are both hashed and sent (§8.5).
+
+Failures are :class:`~edgescaler.errors.CSApiError` (the API answered with an error status) or
+:class:`~edgescaler.errors.CSTransportError` (no usable answer). ``CSTransportError.timeout`` is
+the flag callers must respect after a ScaleOutCluster: ``True`` means *the server may have
+received and acted on the request*, so the outcome is unknown and a new scale-out must not be
+issued blindly; ``False`` means the request certainly never reached the server.
+
+    timeout=True   httpx ReadTimeout and WriteTimeout; ReadError, WriteError, RemoteProtocolError
+                   (connection reset or closed mid-exchange) and every other httpx error not
+                   listed below; PoolTimeout (httpx raises it before sending, but it is reported
+                   as ambiguous to stay on the safe side); a 2xx answer whose body is not a JSON
+                   object; a 2xx ScaleOutCluster answer without ``task_id``
+    timeout=False  httpx ConnectTimeout, ConnectError (refused, DNS failure, TLS handshake),
+                   ProxyError, UnsupportedProtocol, InvalidURL: nothing reached the server
+
+Despite its name the flag is about the outcome, not the cause: a connect *timeout* is ``False``,
+a connection reset after sending is ``True``.
+
+Secrets: the ENS ``login_password`` travels only in the body bytes of the one ScaleOutCluster
+request; the access key secret only as the HMAC key; the STS token only as a signed header. None
+of them is logged, kept on the client, or put in an error message (server-provided error text is
+redacted as well, in case an API echoes a parameter back).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+
+from edgescaler import __version__
+from edgescaler.cloud.credentials import Credentials
+from edgescaler.cloud.signing import AcsV3Auth, encode_query, new_nonce, percent_encode
+from edgescaler.errors import ConfigError, CSApiError, CSTransportError
+from edgescaler.sensitive import Secret, redact
+
+API_VERSION = "2015-12-15"
+
+log = logging.getLogger("edgescaler.cs")
+
+# Region ids whose CS endpoint is the central ``cs.aliyuncs.com`` (SDK endpoint map, cs-api.md
+# §1.1). Every ``cn-hangzhou-internal-*`` region is special too; see _SPECIAL_REGION_PREFIX.
+SPECIAL_REGIONS: frozenset[str] = frozenset(
+    {
+        "ap-northeast-2-pop",
+        "cn-beijing-finance-pop",
+        "cn-beijing-gov-1",
+        "cn-beijing-nu16-b01",
+        "cn-edge-1",
+        "cn-fujian",
+        "cn-haidian-cm12-c01",
+        "cn-hangzhou-bj-b01",
+        "cn-hangzhou-test-306",
+        "cn-hongkong-finance-pop",
+        "cn-qingdao-nebula",
+        "cn-shanghai-et15-b01",
+        "cn-shanghai-et2-b01",
+        "cn-shanghai-inner",
+        "cn-shanghai-internal-test-1",
+        "cn-shenzhen-inner",
+        "cn-shenzhen-st4-d01",
+        "cn-shenzhen-su18-b01",
+        "cn-wuhan",
+        "cn-yushanfang",
+        "cn-zhangbei",
+        "cn-zhangbei-na61-b01",
+        "cn-zhangjiakou-na62-a01",
+        "cn-zhengzhou-nebula-1",
+        "eu-west-1-oxs",
+        "rus-west-1-pop",
+    }
+)
+_SPECIAL_REGION_PREFIX = "cn-hangzhou-internal-"
+_CENTRAL_ENDPOINT = "https://cs.aliyuncs.com"
+
+_REGION_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_OVERRIDE_RE = re.compile(r"^https?://[^/\s?#]+(?:/[^\s?#]*)?$")
+
+_USER_AGENT = f"edgescaler/{__version__}"
+_MAX_ERROR_TEXT = 200
+_MAX_NODE_PAGES = 1000  # 100 000 nodes: far above any CS node quota; guards against a bad total
+
+# Transport failures that certainly happened before any byte of the request left this process.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+    httpx.InvalidURL,
+)
+
+_FAILED_STATES = frozenset({"fail", "failed", "timeout", "canceled", "cancelled"})
+_ACTIVE_NODE_STATES = frozenset({"running", "starting", "pending", "initial"})
+
+
+def endpoint_for(region: str, override: str | None = None) -> str:
+    """The CS base URL for ``region``, without a trailing slash.
+
+    ``override`` (e.g. ``http://127.0.0.1:8080`` for the emulator) wins when given. Otherwise
+    regions in :data:`SPECIAL_REGIONS` and every ``cn-hangzhou-internal-*`` region use
+    ``https://cs.aliyuncs.com``; all others ``https://cs.{region}.aliyuncs.com``. The region is
+    validated in both cases: an empty or malformed one raises :class:`ConfigError`.
+    """
+    if not isinstance(region, str) or not _REGION_RE.match(region):
+        raise ConfigError(f"invalid CS region {region!r}: expected an id such as cn-beijing")
+    if override is not None:
+        base = override.strip().rstrip("/")
+        if not _OVERRIDE_RE.match(base):
+            raise ConfigError(
+                f"invalid CS endpoint override {override!r}: expected http(s)://host[:port]"
+            )
+        return base
+    if region in SPECIAL_REGIONS or region.startswith(_SPECIAL_REGION_PREFIX):
+        return _CENTRAL_ENDPOINT
+    return f"https://cs.{region}.aliyuncs.com"
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class ScaleOutResult:
+    """A ScaleOutCluster request the API accepted (any 2xx with a ``task_id``)."""
+
+    cluster_id: str
+    task_id: str
+    request_id: str | None
+    status: int
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One CS task, from DescribeTaskInfo or an item of DescribeClusterTasks.
+
+    ``state`` is the server's word, verbatim (``""`` when absent); :attr:`phase` is what a caller
+    should act on. ``raw`` is the whole JSON object, kept out of ``repr``.
+    """
+
+    task_id: str
+    cluster_id: str | None
+    task_type: str | None
+    state: str
+    created: datetime | None
+    updated: datetime | None
+    error_code: str | None
+    error_message: str | None
+    task_result: tuple[dict[str, Any], ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def phase(self) -> Literal["running", "success", "failed"]:
+        """``success``; ``failed`` for fail/failed/timeout/canceled/cancelled; else ``running``.
+
+        Unknown states count as running on purpose: the caller keeps polling (and keeps treating
+        the scale-out as in flight) rather than guessing an outcome.
+        """
+        state = self.state.strip().lower()
+        if state == "success":
+            return "success"
+        if state in _FAILED_STATES:
+            return "failed"
+        return "running"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of DescribeClusterNodes, reduced to what counting needs."""
+
+    instance_id: str
+    node_name: str | None
+    instance_role: str | None
+    state: str | None
+    node_status: str | None
+    instance_type: str | None
+    nodepool_id: str | None
+    creation_time: datetime | None
+
+
+def is_edge_worker(node: Node) -> bool:
+    """A worker (not a master) on an ENS instance type (``ens.*``; cloud ECS workers are not)."""
+    role = (node.instance_role or "").strip().lower()
+    itype = (node.instance_type or "").strip().lower()
+    return role == "worker" and itype.startswith("ens.")
+
+
+def is_active(node: Node) -> bool:
+    """Running, or still on its way in (starting / pending / initial); not failed or leaving."""
+    return (node.state or "").strip().lower() in _ACTIVE_NODE_STATES
+
+
+def count_edge_workers(nodes: Iterable[Node]) -> int:
+    """Active ENS edge workers: the capacity a scale-out decision builds on."""
+    return sum(1 for n in nodes if is_edge_worker(n) and is_active(n))
+
+
+# --------------------------------------------------------------------------- parsing helpers
+
+_FRACTION_RE = re.compile(r"(T\d{2}:\d{2}:\d{2})\.(\d+)")
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """A timezone-aware datetime from what CS sends, or None when absent or unparseable.
+
+    Accepts ISO 8601 with or without a zone (``Z``, ``+08:00``), any number of fractional digits,
+    ``YYYY-MM-DD HH:MM:SS``, and epoch milliseconds/seconds (event timestamps). Values without a
+    zone are taken as UTC so that results are always comparable with each other.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
+        try:
+            number = float(value)
+            seconds = number / 1000 if number > 1e11 else number
+            return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text[-1] in "Zz":
+        text = text[:-1] + "+00:00"
+    if len(text) > 10 and text[10] == " ":
+        text = text[:10] + "T" + text[11:]
+    # Python 3.10's fromisoformat wants exactly 3 or 6 fractional digits.
+    text = _FRACTION_RE.sub(lambda m: f"{m.group(1)}.{(m.group(2) + '000000')[:6]}", text)
+    # ...and a colon in the offset.
+    text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def _opt_str(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value)
+    return text or None
+
+
+def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = mapping.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _task_from(item: Mapping[str, Any], task_id: str = "") -> TaskInfo:
+    error = item.get("error")
+    error = error if isinstance(error, Mapping) else {}
+    results = item.get("task_result")
+    task_result = tuple(
+        dict(r) for r in (results if isinstance(results, list) else []) if isinstance(r, Mapping)
+    )
+    return TaskInfo(
+        task_id=_opt_str(item.get("task_id")) or task_id,
+        cluster_id=_opt_str(item.get("cluster_id")),
+        task_type=_opt_str(item.get("task_type")),
+        state=_opt_str(item.get("state")) or "",
+        created=parse_timestamp(item.get("created")),
+        updated=parse_timestamp(item.get("updated")),
+        error_code=_opt_str(_first(error, "code", "Code")),
+        error_message=_opt_str(_first(error, "message", "Message")),
+        task_result=task_result,
+        raw=dict(item),
+    )
+
+
+def _node_from(item: Mapping[str, Any]) -> Node:
+    return Node(
+        instance_id=_opt_str(item.get("instance_id")) or "",
+        node_name=_opt_str(item.get("node_name")),
+        instance_role=_opt_str(item.get("instance_role")),
+        state=_opt_str(item.get("state")),
+        node_status=_opt_str(item.get("node_status")),
+        instance_type=_opt_str(item.get("instance_type")),
+        nodepool_id=_opt_str(item.get("nodepool_id")),
+        creation_time=parse_timestamp(item.get("creation_time")),
+    )
+
+
+def _segment(value: str, what: str) -> str:
+    """One percent-encoded path segment. Empty, ``.`` and ``..`` are refused: they would address
+    another resource (``POST /api/v2/clusters/`` is not ScaleOutCluster) or be dropped as dot
+    segments by the URL parser after signing."""
+    if not isinstance(value, str) or value.strip() in ("", ".", ".."):
+        raise ConfigError(f"invalid {what} {value!r}")
+    return percent_encode(value)
+
+
+def _json_default(value: Any) -> Any:
+    # A caller may pass the password as a Secret; it is revealed only into the body bytes.
+    if isinstance(value, Secret):
+        return value.reveal()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """The exact request bytes: compact JSON, UTF-8, key order kept (what the SDK sends).
+
+    A :class:`Secret` value is revealed into these bytes and nowhere else. NaN/infinity are
+    refused (``ValueError``): they are not JSON.
+    """
+    text = json.dumps(
+        body, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+    )
+    return text.encode("utf-8")
+
+
+def _request_id(payload: Mapping[str, Any] | None, response: httpx.Response) -> str | None:
+    if payload:
+        found = _first(payload, "request_id", "RequestId", "requestId", "requestid")
+        if found is not None:
+            return str(found)
+    return response.headers.get("x-acs-request-id") or None
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    """``x-acs-retry-after`` as seconds: a positive integer of milliseconds (the SDK's reading)."""
+    raw = response.headers.get("x-acs-retry-after", "").strip()
+    if not raw.isdigit() or int(raw) <= 0:
+        return None
+    return int(raw) / 1000.0
+
+
+# --------------------------------------------------------------------------- client
+
+
+class CSClient:
+    """Signed calls to one CS regional endpoint.
+
+    ``credentials`` is called for every attempt (rotated STS credentials are picked up).
+    Only GETs are retried: up to ``max_retries`` extra attempts on retryable API errors (5xx,
+    ``Throttling*``) and on transport errors, sleeping a full-jitter exponential backoff
+    ``uniform(0, min(backoff_max, backoff_base * 2**attempt))`` and at least the server's
+    ``x-acs-retry-after`` (capped at ``backoff_max``). ``sleep``, ``rng``, ``clock``, ``nonce``
+    and ``transport`` are the seams for tests.
+    """
+
+    def __init__(
+        self,
+        region: str,
+        credentials: Callable[[], Credentials],
+        *,
+        endpoint: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 10.0,
+        max_retries: int = 3,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], datetime] | None = None,
+        nonce: Callable[[], str] = new_nonce,
+    ) -> None:
+        if max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
+        self.region = region
+        self.base_url = endpoint_for(region, endpoint)
+        self._credentials = credentials
+        self._last_credentials: Credentials | None = None
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()
+        auth = (
+            AcsV3Auth(self._current_credentials, clock, nonce)
+            if clock is not None
+            else AcsV3Auth(self._current_credentials, nonce=nonce)
+        )
+        self._http = httpx.Client(
+            auth=auth,
+            transport=transport,
+            timeout=httpx.Timeout(
+                connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
+            ),
+            headers={"accept": "application/json", "user-agent": _USER_AGENT},
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"CSClient(region={self.region!r}, base_url={self.base_url!r})"
+
+    # -- lifecycle
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CSClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- API calls
+
+    def scale_out(self, cluster_id: str, body: Mapping[str, Any]) -> ScaleOutResult:
+        """ScaleOutCluster: exactly one POST, never retried, whatever goes wrong.
+
+        Any 2xx is acceptance (the API has answered 200 and 202). A 2xx without ``task_id`` raises
+        :class:`CSTransportError` with ``timeout=True``: the cluster may be scaling, do not assume
+        it failed. ``body`` is serialised once (compact, UTF-8) and those bytes are sent.
+        """
+        action = "ScaleOutCluster"
+        password = body.get("login_password")
+        content = encode_body(body)
+        response = self._send_once(
+            action,
+            "POST",
+            f"/api/v2/clusters/{_segment(cluster_id, 'cluster id')}",
+            content=content,
+            attempt=0,
+            secrets=(password,),
+        )
+        payload = self._check(action, response, secrets=(password,))
+        task_id = _opt_str(payload.get("task_id"))
+        request_id = _request_id(payload, response)
+        if not task_id:
+            rid = f" (request id {request_id})" if request_id else ""
+            raise CSTransportError(
+                action=action,
+                detail=f"HTTP {response.status_code} without task_id{rid}: the request was "
+                "received and may have started a scale-out; check the cluster's tasks",
+                timeout=True,
+            )
+        return ScaleOutResult(
+            cluster_id=_opt_str(payload.get("cluster_id")) or cluster_id,
+            task_id=task_id,
+            request_id=request_id,
+            status=response.status_code,
+        )
+
+    def describe_task(self, task_id: str) -> TaskInfo:
+        """DescribeTaskInfo for one task (retried GET)."""
+        payload = self._get("DescribeTaskInfo", f"/tasks/{_segment(task_id, 'task id')}")
+        return _task_from(payload, task_id)
+
+    def list_nodes(self, cluster_id: str, *, page_size: int = 100) -> list[Node]:
+        """All nodes of the cluster, every DescribeClusterNodes page (``pageNumber``/``pageSize``).
+
+        Stops when ``page_number * page_size >= total_count`` (using the page size the server
+        reports, in case it capped ours), on an empty page, or, without a total, on a short page.
+        """
+        path = f"/clusters/{_segment(cluster_id, 'cluster id')}/nodes"
+        nodes: list[Node] = []
+        for number in range(1, _MAX_NODE_PAGES + 1):
+            payload = self._get(
+                "DescribeClusterNodes", path, {"pageNumber": number, "pageSize": page_size}
+            )
+            items = payload.get("nodes")
+            items = items if isinstance(items, list) else []
+            nodes.extend(_node_from(i) for i in items if isinstance(i, Mapping))
+            page = payload.get("page")
+            page = page if isinstance(page, Mapping) else {}
+            if not items or self._last_page(page, number, page_size, len(items)):
+                break
+        return nodes
+
+    def list_tasks(
+        self, cluster_id: str, *, page_size: int = 50, max_pages: int = 20
+    ) -> list[TaskInfo]:
+        """Recent tasks of the cluster (DescribeClusterTasks, ``page_size``/``page_number``).
+
+        Items missing fields are kept (``state`` ``""`` reads as running); at most ``max_pages``.
+        """
+        path = f"/clusters/{_segment(cluster_id, 'cluster id')}/tasks"
+        tasks: list[TaskInfo] = []
+        for number in range(1, max_pages + 1):
+            payload = self._get(
+                "DescribeClusterTasks", path, {"page_number": number, "page_size": page_size}
+            )
+            items = payload.get("tasks")
+            items = items if isinstance(items, list) else []
+            tasks.extend(_task_from(i) for i in items if isinstance(i, Mapping))
+            page = payload.get("page_info")
+            page = page if isinstance(page, Mapping) else {}
+            if not items or self._last_page(page, number, page_size, len(items)):
+                break
+        return tasks
+
+    # -- plumbing
+
+    @staticmethod
+    def _last_page(page: Mapping[str, Any], number: int, asked: int, got: int) -> bool:
+        total = _as_int(page.get("total_count"))
+        size = _as_int(page.get("page_size")) or asked
+        current = _as_int(page.get("page_number")) or number
+        if total is None:
+            return got < size
+        return current * size >= total
+
+    def _current_credentials(self) -> Credentials:
+        creds = self._credentials()
+        self._last_credentials = creds
+        return creds
+
+    def _redact(self, text: str, secrets: Iterable[Any]) -> str:
+        values: list[Secret | str | None] = [
+            s if isinstance(s, (Secret, str)) else None for s in secrets
+        ]
+        creds = self._last_credentials
+        if creds is not None:
+            values += [creds.access_key_secret, creds.security_token]
+        return redact(text, *values)
+
+    def _get(
+        self, action: str, path: str, query: Mapping[str, str | int | None] | None = None
+    ) -> dict[str, Any]:
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                response = self._send_once(action, "GET", path, query=query, attempt=attempt)
+                retry_after = _retry_after_seconds(response)
+                return self._check(action, response, attempt=attempt)
+            except CSApiError as exc:
+                if not exc.retryable or attempt >= self._max_retries:
+                    raise
+            except CSTransportError:
+                if attempt >= self._max_retries:
+                    raise
+            self._sleep(self._delay(attempt, retry_after))
+            attempt += 1
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        cap = min(self._backoff_max, self._backoff_base * 2**attempt)
+        delay = self._rng.uniform(0, cap)
+        if retry_after is not None:
+            delay = max(delay, min(self._backoff_max, retry_after))
+        return delay
+
+    def _send_once(
+        self,
+        action: str,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str | int | None] | None = None,
+        content: bytes | None = None,
+        attempt: int,
+        secrets: Iterable[Any] = (),
+    ) -> httpx.Response:
+        qs = encode_query(query) if query else ""
+        # Built as a string, not with params=: httpx would encode spaces as "+", not as signed.
+        url = f"{self.base_url}{path}" + (f"?{qs}" if qs else "")
+        headers = {"x-acs-action": action, "x-acs-version": API_VERSION}
+        if content is not None:
+            headers["content-type"] = "application/json; charset=utf-8"
+        try:
+            response = self._http.request(method, url, content=content, headers=headers)
+        except (httpx.RequestError, httpx.InvalidURL) as exc:
+            log.debug(
+                "cs %s attempt=%d status=error request_id=- error=%s",
+                action,
+                attempt,
+                type(exc).__name__,
+            )
+            sent = not isinstance(exc, _NOT_SENT)
+            raise self._transport_error(action, method, path, exc, sent, secrets) from None
+        return response
+
+    def _transport_error(
+        self,
+        action: str,
+        method: str,
+        path: str,
+        exc: Exception,
+        may_have_acted: bool,
+        secrets: Iterable[Any],
+    ) -> CSTransportError:
+        what = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport error"
+        text = self._redact(str(exc), secrets)[:_MAX_ERROR_TEXT]
+        detail = f"{method} {path}: {what}: {type(exc).__name__}" + (f": {text}" if text else "")
+        return CSTransportError(action=action, detail=detail, timeout=may_have_acted)
+
+    def _check(
+        self,
+        action: str,
+        response: httpx.Response,
+        *,
+        attempt: int = 0,
+        secrets: Iterable[Any] = (),
+    ) -> dict[str, Any]:
+        """The JSON object of a 2xx answer; :class:`CSApiError` for any other status."""
+        secrets = tuple(secrets)
+        try:
+            payload: Any = response.json() if response.content else None
+        except ValueError:
+            payload = None
+        log.debug(
+            "cs %s attempt=%d status=%d request_id=%s",
+            action,
+            attempt,
+            response.status_code,
+            _request_id(payload if isinstance(payload, dict) else None, response) or "-",
+        )
+        if not 200 <= response.status_code < 300:
+            raise self._api_error(action, response, payload, secrets)
+        if not isinstance(payload, dict):
+            raise CSTransportError(
+                action=action,
+                detail=f"HTTP {response.status_code} with a body that is not a JSON object",
+                timeout=True,
+            )
+        return payload
+
+    def _api_error(
+        self, action: str, response: httpx.Response, payload: Any, secrets: tuple[Any, ...]
+    ) -> CSApiError:
+        status = response.status_code
+        if isinstance(payload, dict):
+            code = _opt_str(_first(payload, "Code", "code")) or f"HTTP{status}"
+            message = _opt_str(_first(payload, "Message", "message")) or ""
+            request_id = _request_id(payload, response)
+        else:
+            code = f"HTTP{status}"
+            text = " ".join(response.text.split())
+            if len(text) > _MAX_ERROR_TEXT:
+                text = text[:_MAX_ERROR_TEXT] + "..."
+            message = text or response.reason_phrase
+            request_id = _request_id(None, response)
+        return CSApiError(
+            action=action,
+            status=status,
+            code=self._redact(code, secrets),
+            message=self._redact(message, secrets),
+            request_id=request_id,
+        )
+
+
+__all__ = [
+    "API_VERSION",
+    "SPECIAL_REGIONS",
+    "CSClient",
+    "Node",
+    "ScaleOutResult",
+    "TaskInfo",
+    "count_edge_workers",
+    "encode_body",
+    "endpoint_for",
+    "is_active",
+    "is_edge_worker",
+    "parse_timestamp",
+]
