@@ -60,7 +60,9 @@ rules:
 
 def series(name: str, value: float, *, last_age: float = 5.0) -> Series:
     now = time.time()
-    return Series(name, {"edge": "true"}, [(now - last_age - 600 + 15 * i, value) for i in range(41)])
+    return Series(
+        name, {"edge": "true"}, [(now - last_age - 600 + 15 * i, value) for i in range(41)]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +107,15 @@ class World:
         if not self.store.exists():
             return []
         with sqlite3.connect(self.store) as db:
-            rows = db.execute("SELECT key, value FROM kv WHERE key LIKE 'activities/%' ORDER BY key")
+            rows = db.execute(
+                "SELECT key, value FROM kv WHERE key LIKE 'activities/%' ORDER BY key"
+            )
             return [json.loads(v) for _, v in rows]
 
 
-def make_world(tmp_path: Path, prom: PromServer, query: str = "sum(edge_busy_cores)") -> Iterator[World]:
+def make_world(
+    tmp_path: Path, prom: PromServer, query: str = "sum(edge_busy_cores)"
+) -> Iterator[World]:
     config = EmulatorConfig(
         access_key_id="LTAIe2eKeyId0001",
         access_key_secret=KEY_SECRET,
@@ -143,7 +149,10 @@ def world(tmp_path: Path, prom: PromServer) -> Iterator[World]:
 def test_timer_run_scales_out_exactly_once_then_cools_down(world: World) -> None:
     first = world.report("run", "--event", str(EVENTS / "timer.json"))
     (o,) = first["outcomes"]
-    assert (first["trigger"], first["event_key"]) == ("timer", "timer:every-minute:2026-11-27T07:05:00Z")
+    assert (first["trigger"], first["event_key"]) == (
+        "timer",
+        "timer:every-minute:2026-11-27T07:05:00Z",
+    )
     assert (o["outcome"], o["add"]) == ("scaled", 3), o["reason"]
     assert o["decision"]["current"] == 2  # masters and cloud ECS workers are not counted
     assert o["decision"]["readings"]["busy_cores"]["value"] == 7.5
@@ -170,7 +179,10 @@ def test_timer_run_scales_out_exactly_once_then_cools_down(world: World) -> None
 
     (row,) = world.store_rows()
     assert (row["task_id"], row["request_id"], row["status"], row["add"]) == (
-        o["task_id"], o["request_id"], "submitted", 3,
+        o["task_id"],
+        o["request_id"],
+        "submitted",
+        3,
     )
     assert PASSWORD not in world.store.read_bytes().decode("latin-1")
 
@@ -185,7 +197,10 @@ def test_timer_run_scales_out_exactly_once_then_cools_down(world: World) -> None
 
 
 def test_the_same_timer_event_twice_is_a_duplicate(world: World) -> None:
-    assert world.report("run", "--event", str(EVENTS / "timer.json"))["outcomes"][0]["outcome"] == "scaled"
+    assert (
+        world.report("run", "--event", str(EVENTS / "timer.json"))["outcomes"][0]["outcome"]
+        == "scaled"
+    )
     again = world.report("run", "--event", str(EVENTS / "timer.json"))
     assert again["outcomes"][0]["outcome"] == "duplicate_event"
     assert len(world.emulator.scale_out_calls()) == 1
@@ -228,7 +243,11 @@ def test_bad_metrics_never_scale(tmp_path: Path, prom: PromServer, query: str, r
 def test_stale_metric_never_scales(tmp_path: Path, prom: PromServer) -> None:
     for world in make_world(tmp_path, prom, "sum(edge_old_cores)"):
         policy = world.policies / "e2e-edge.yaml"
-        policy.write_text(policy.read_text().replace("max(timestamp(edge_busy_cores))", "max(timestamp(edge_old_cores))"))
+        policy.write_text(
+            policy.read_text().replace(
+                "max(timestamp(edge_busy_cores))", "max(timestamp(edge_old_cores))"
+            )
+        )
         (o,) = world.report("run", "--event", str(EVENTS / "timer.json"))["outcomes"]
         assert o["outcome"] == "metrics_unavailable" and ": stale:" in o["reason"]
         assert world.emulator.scale_out_calls() == []
@@ -241,7 +260,9 @@ def test_stale_metric_never_scales(tmp_path: Path, prom: PromServer) -> None:
         ("invalid/not-utf8.json", "not UTF-8"),
     ],
 )
-def test_bad_event_is_a_one_line_error_and_no_scale_out(world: World, event: str, message: str) -> None:
+def test_bad_event_is_a_one_line_error_and_no_scale_out(
+    world: World, event: str, message: str
+) -> None:
     proc = world.run("run", "--event", str(EVENTS / event))
     assert proc.returncode == 2
     assert message in proc.stdout + proc.stderr
@@ -250,10 +271,14 @@ def test_bad_event_is_a_one_line_error_and_no_scale_out(world: World, event: str
 
 def test_invalid_policy_is_a_one_line_error_and_no_scale_out(world: World) -> None:
     policy = world.policies / "e2e-edge.yaml"
-    policy.write_text(policy.read_text().replace("worker_system_disk_size: 40", "worker_system_disk_size: 45"))
+    policy.write_text(
+        policy.read_text().replace("worker_system_disk_size: 40", "worker_system_disk_size: 45")
+    )
     proc = world.run("run", "--event", str(EVENTS / "timer.json"))
     assert proc.returncode == 2
-    assert f"{policy}:11: scale_out.worker_system_disk_size: must be a multiple of 10" in proc.stdout
+    assert (
+        f"{policy}:11: scale_out.worker_system_disk_size: must be a multiple of 10" in proc.stdout
+    )
     assert world.emulator.scale_out_calls() == []
 
 
@@ -276,7 +301,9 @@ def test_validate_the_example_policies() -> None:
     repo = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
         [sys.executable, "-m", "edgescaler.cli", "validate", str(repo / "policies")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert "ok  beijing-edge" in proc.stdout

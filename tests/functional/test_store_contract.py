@@ -15,11 +15,19 @@ from tests.support.stores import any_store  # noqa: F401 - fixture
 CLUSTER = "c0123456789abcdef"
 
 
-def claim(seq: int, *, cluster: str = CLUSTER, ago: timedelta = timedelta(0), policy: str = "p") -> Activity:
+def claim(
+    seq: int, *, cluster: str = CLUSTER, ago: timedelta = timedelta(0), policy: str = "p"
+) -> Activity:
     t = NOW - ago
     return Activity(
-        cluster_id=cluster, seq=seq, policy=policy, add=seq, status=CLAIMED,
-        created_at=t, updated_at=t, decision={"reason": "rule", "explanation": f"#{seq}"},
+        cluster_id=cluster,
+        seq=seq,
+        policy=policy,
+        add=seq,
+        status=CLAIMED,
+        created_at=t,
+        updated_at=t,
+        decision={"reason": "rule", "explanation": f"#{seq}"},
     )
 
 
@@ -30,7 +38,11 @@ def test_read_your_write(any_store: Store) -> None:
     done = a.with_status(SUBMITTED, NOW, task_id="T-1", request_id="R-1")
     any_store.update(done)
     got = any_store.get(CLUSTER, 1)
-    assert got is not None and (got.status, got.task_id, got.request_id) == (SUBMITTED, "T-1", "R-1")
+    assert got is not None and (got.status, got.task_id, got.request_id) == (
+        SUBMITTED,
+        "T-1",
+        "R-1",
+    )
 
 
 def test_create_only_conflict_keeps_the_winner(any_store: Store) -> None:
@@ -63,7 +75,9 @@ def test_history_newest_first_and_filters(any_store: Store) -> None:
     any_store.append(claim(2, ago=timedelta(hours=2), policy="b"))
     any_store.append(claim(1, cluster="czzzzzzzzzz", ago=timedelta(hours=1), policy="a"))
     assert [(a.cluster_id, a.seq) for a in any_store.history()] == [
-        ("czzzzzzzzzz", 1), (CLUSTER, 2), (CLUSTER, 1)
+        ("czzzzzzzzzz", 1),
+        (CLUSTER, 2),
+        (CLUSTER, 1),
     ]
     assert [a.seq for a in any_store.history(cluster_id=CLUSTER, policy="a")] == [1]
     assert len(any_store.history(limit=1)) == 1
@@ -71,7 +85,11 @@ def test_history_newest_first_and_filters(any_store: Store) -> None:
 
 def test_recent_reads_the_window_plus_one_older(any_store: Store) -> None:
     for seq, hours in ((1, 30), (2, 26), (3, 5), (4, 1)):
-        any_store.append(claim(seq, ago=timedelta(hours=hours)).with_status(SUCCEEDED, NOW - timedelta(hours=hours)))
+        any_store.append(
+            claim(seq, ago=timedelta(hours=hours)).with_status(
+                SUCCEEDED, NOW - timedelta(hours=hours)
+            )
+        )
     got = any_store.recent(CLUSTER, NOW - timedelta(hours=24))
     assert [a.seq for a in got] == [2, 3, 4]
 

@@ -1,8 +1,10 @@
-"""The guard over explicit timestamps: cooldown from request and from completion, in flight."""
+"""The guard over explicit timestamps: cooldowns, in flight, backoff, budgets."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+
+import pytest
 
 from edgescaler import guard
 from edgescaler.store.base import (
@@ -11,71 +13,159 @@ from edgescaler.store.base import (
     REJECTED,
     SUBMITTED,
     SUCCEEDED,
+    TIMED_OUT,
     UNKNOWN,
     Activity,
 )
-from tests.support.builders import NOW
+from tests.support.builders import BASE, NOW, policy
 
-COOL = timedelta(minutes=10)
+POLICY = policy(cooldown="10m")
+REGION, TYPE = BASE["scale_out"]["ens_region_id"], BASE["scale_out"]["worker_instance_type"]
 
 
-def act(seq: int, status: str, ago: timedelta, ended_ago: timedelta | None = None) -> Activity:
+def act(
+    seq: int,
+    status: str,
+    ago: timedelta,
+    ended_ago: timedelta | None = None,
+    *,
+    add: int = 2,
+    region: str = REGION,
+    itype: str = TYPE,
+) -> Activity:
     created = NOW - ago
     return Activity(
-        cluster_id="c0123456789",
-        seq=seq,
-        policy="p",
-        add=2,
-        status=status,
-        created_at=created,
-        updated_at=created,
-        ended_at=NOW - ended_ago if ended_ago is not None else None,
-        task_id=f"T-{seq}",
+        cluster_id="c0123456789", seq=seq, policy="p", add=add, status=status,
+        created_at=created, updated_at=created,
+        ended_at=NOW - ended_ago if ended_ago is not None else None, task_id=f"T-{seq}",
+        ens_region_id=region, instance_type=itype, error="boom" if status == FAILED else None,
     )
+
+
+def check(*acts: Activity, p=POLICY):  # type: ignore[no-untyped-def]
+    return guard.check(p, list(acts), now=NOW)
 
 
 def test_empty_log_allows() -> None:
-    assert guard.check([], cooldown=COOL, now=NOW).allowed
+    assert check().allowed
 
 
 def test_cooldown_from_request_even_if_task_done() -> None:
-    v = guard.check(
-        [act(1, SUCCEEDED, timedelta(minutes=3), timedelta(minutes=2))], cooldown=COOL, now=NOW
-    )
+    v = check(act(1, SUCCEEDED, timedelta(minutes=3), timedelta(minutes=2)))
     assert (v.allowed, v.outcome, v.blocking_seq) == (False, "cooling_down", 1)
     assert "requested at" in v.reason and "cooldown until 2026-11-27T08:07:00Z" in v.reason
 
 
-def test_open_task_past_cooldown_is_in_flight() -> None:
-    for status in (SUBMITTED, CLAIMED, UNKNOWN):
-        v = guard.check([act(1, status, timedelta(minutes=30))], cooldown=COOL, now=NOW)
-        assert (v.allowed, v.outcome) == (False, "in_flight"), status
+@pytest.mark.parametrize("status", [SUBMITTED, CLAIMED, UNKNOWN])
+def test_open_activity_past_cooldown_is_in_flight(status: str) -> None:
+    v = check(act(1, status, timedelta(minutes=30)))
+    assert (v.allowed, v.outcome, v.blocking_seq) == (False, "in_flight", 1)
 
 
 def test_cooldown_restarts_at_completion() -> None:
-    acts = [act(1, SUCCEEDED, timedelta(minutes=40), ended_ago=timedelta(minutes=4))]
-    v = guard.check(acts, cooldown=COOL, now=NOW)
+    v = check(act(1, SUCCEEDED, timedelta(minutes=40), ended_ago=timedelta(minutes=4)))
     assert (v.outcome, v.blocking_seq) == ("cooling_down", 1) and "ended at" in v.reason
-    later = [act(1, SUCCEEDED, timedelta(minutes=40), ended_ago=timedelta(minutes=11))]
-    assert guard.check(later, cooldown=COOL, now=NOW).allowed
+    assert check(act(1, SUCCEEDED, timedelta(minutes=40), ended_ago=timedelta(minutes=11))).allowed
 
 
 def test_exact_boundary_allows() -> None:
-    acts = [act(1, FAILED, COOL, ended_ago=COOL)]
-    assert guard.check(acts, cooldown=COOL, now=NOW).allowed
+    assert check(act(1, SUCCEEDED, timedelta(minutes=10), ended_ago=timedelta(minutes=10))).allowed
 
 
 def test_an_older_open_activity_still_holds() -> None:
-    acts = [
+    v = check(
         act(1, UNKNOWN, timedelta(hours=2)),
-        act(2, REJECTED, timedelta(minutes=50), timedelta(minutes=50)),
-    ]
-    v = guard.check(acts, cooldown=COOL, now=NOW)
+        act(2, SUCCEEDED, timedelta(minutes=50), timedelta(minutes=50)),
+    )
     assert (v.outcome, v.blocking_seq) == ("in_flight", 1)
     assert "outcome is unknown" in v.reason
 
 
 def test_zero_cooldown_only_in_flight_blocks() -> None:
-    assert guard.check(
-        [act(1, SUCCEEDED, timedelta(seconds=1), timedelta(0))], cooldown=timedelta(0), now=NOW
-    ).allowed
+    p = policy(cooldown="0s")
+    assert check(act(1, SUCCEEDED, timedelta(seconds=1), timedelta(0)), p=p).allowed
+    assert not check(act(1, SUBMITTED, timedelta(seconds=1)), p=p).allowed
+
+
+# -- backoff: 5 min after one failure, doubling to 30 min, forgotten 3 h after the last ----------
+
+@pytest.mark.parametrize(
+    ("failures", "wait_minutes"), [(1, 5), (2, 10), (3, 20), (4, 30), (7, 30)]
+)
+def test_backoff_doubles_to_a_cap(failures: int, wait_minutes: int) -> None:
+    p = policy(cooldown="0s")
+    acts = [act(i + 1, FAILED, timedelta(minutes=60 - i), timedelta(minutes=60 - i)) for i in range(failures)]
+    acts[-1] = act(failures, FAILED, timedelta(minutes=2), timedelta(minutes=2))
+    v = check(*acts, p=p)
+    assert (v.outcome, v.blocking_seq) == ("backoff", failures)
+    assert f"backing off {wait_minutes} min" in v.reason and "boom" in v.reason
+    # just after the wait it is allowed again
+    later = guard.check(p, acts, now=NOW - timedelta(minutes=2) + timedelta(minutes=wait_minutes))
+    assert later.allowed
+
+
+@pytest.mark.parametrize("status", [FAILED, TIMED_OUT, REJECTED])
+def test_every_failure_kind_backs_off(status: str) -> None:
+    v = check(act(1, status, timedelta(minutes=3), timedelta(minutes=3)), p=policy(cooldown="0s"))
+    assert v.outcome == "backoff"
+
+
+def test_success_resets_the_streak() -> None:
+    p = policy(cooldown="0s")
+    acts = [
+        act(1, FAILED, timedelta(minutes=50), timedelta(minutes=50)),
+        act(2, FAILED, timedelta(minutes=40), timedelta(minutes=40)),
+        act(3, SUCCEEDED, timedelta(minutes=30), timedelta(minutes=30)),
+        act(4, FAILED, timedelta(minutes=4), timedelta(minutes=4)),
+    ]
+    v = check(*acts, p=p)
+    assert v.outcome == "backoff" and "backing off 5 min" in v.reason  # a streak of one
+
+
+def test_backoff_is_forgotten_after_three_hours() -> None:
+    p = policy(cooldown="0s")
+    old = [act(i, FAILED, timedelta(hours=5, minutes=i), timedelta(hours=5, minutes=i)) for i in (1, 2, 3)]
+    assert check(*old, p=p).allowed
+    # a new failure after a forgotten streak starts again at 5 min
+    v = check(*old, act(4, FAILED, timedelta(minutes=1), timedelta(minutes=1)), p=p)
+    assert "backing off 5 min" in v.reason
+
+
+def test_backoff_is_per_region_and_instance_type() -> None:
+    p = policy(cooldown="0s")
+    other = act(1, FAILED, timedelta(minutes=1), timedelta(minutes=1), region="cn-beijing-cmcc-2")
+    assert check(other, p=p).allowed
+    other_type = act(1, FAILED, timedelta(minutes=1), timedelta(minutes=1), itype="ens.sn1.large")
+    assert check(other_type, p=p).allowed
+
+
+# -- untracked scale-out tasks ------------------------------------------------------------------
+
+def test_a_running_task_we_did_not_start_holds_the_cluster() -> None:
+    mine = act(1, SUCCEEDED, timedelta(hours=1), timedelta(hours=1))
+    assert guard.untracked(["T-1"], [mine]).allowed
+    v = guard.untracked(["T-console", "T-1"], [mine])
+    assert (v.allowed, v.outcome) == (False, "in_flight") and "T-console" in v.reason
+
+
+# -- budgets ------------------------------------------------------------------------------------
+
+def test_budgets_clamp_from_the_log() -> None:
+    p = policy(budget={"nodes_per_hour": 10, "nodes_per_day": 12})
+    acts = [
+        act(1, SUCCEEDED, timedelta(hours=5), add=4),
+        act(2, REJECTED, timedelta(minutes=30), add=5),  # refused: added nothing
+        act(3, FAILED, timedelta(minutes=20), add=3),  # may have added some: counted
+        act(4, SUCCEEDED, timedelta(minutes=10), add=4),
+    ]
+    clamps = guard.budget_clamps(5, acts, p.budget, now=NOW)
+    assert [(c.limit, c.before, c.after) for c in clamps] == [("budget_hour", 5, 3), ("budget_day", 3, 1)]
+    assert "7 of 10 nodes per hour used" in clamps[0].detail
+    assert guard.budget_clamps(1, acts, p.budget, now=NOW) == []
+    assert guard.budget_clamps(5, acts, None, now=NOW) == []
+
+
+def test_exhausted_budget_clamps_to_zero() -> None:
+    p = policy(budget={"nodes_per_hour": 4})
+    clamps = guard.budget_clamps(2, [act(1, SUCCEEDED, timedelta(minutes=59), add=4)], p.budget, now=NOW)
+    assert clamps[-1].after == 0

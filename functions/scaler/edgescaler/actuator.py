@@ -42,12 +42,18 @@ class ScaleOutAPI(Protocol):
 
 @dataclass(frozen=True)
 class Context:
-    """What the actuator needs to know about the current run."""
+    """What the actuator needs to know about the current run.
+
+    ``lookback``: how far back the pipeline read the log (for re-reads after a lost claim);
+    ``prior_tasks``: the cluster's scale-out task ids before this scale-out (kept in the claim
+    so that an ambiguous POST can be resolved later).
+    """
 
     now: datetime
     trigger: str
     event_key: str | None
-    lookback: Any  # datetime: how far back the pipeline read the log (for re-reads)
+    lookback: datetime
+    prior_tasks: tuple[str, ...] = ()
 
 
 class Actuator(Protocol):
@@ -123,6 +129,7 @@ class ScaleOutActuator:
             instance_type=policy.scale_out.worker_instance_type,
             timeout_mins=policy.scale_out.timeout_mins,
             decision=d,
+            prior_tasks=ctx.prior_tasks,
         )
         try:
             self._store.append(claim)
@@ -187,21 +194,26 @@ class ScaleOutActuator:
             reason = f"ScaleOutCluster refused: {error}"
         return outcome(report.ERROR, reason, request_id=request_id, activity_seq=claim.seq)
 
-    def _lost_claim(
-        self, policy: Policy, seq: int, ctx: Context, d: dict[str, Any]
-    ) -> Outcome:
+    def _lost_claim(self, policy: Policy, seq: int, ctx: Context, d: dict[str, Any]) -> Outcome:
         """Another invocation created activity ``seq`` first: report what now holds us back."""
         try:
             fresh = self._store.recent(policy.cluster_id, ctx.lookback)
         except StoreError as exc:
             return Outcome(
-                policy.name, policy.cluster_id, report.ERROR,
-                f"lost claim #{seq} and cannot re-read the store: {exc}", decision=d,
+                policy.name,
+                policy.cluster_id,
+                report.ERROR,
+                f"lost claim #{seq} and cannot re-read the store: {exc}",
+                decision=d,
             )
-        verdict = guard.check(fresh, cooldown=policy.cooldown, now=ctx.now)
+        verdict = guard.check(policy, fresh, now=ctx.now)
         code = verdict.outcome or report.IN_FLIGHT
         reason = verdict.reason or f"scale-out #{seq} was claimed by a concurrent invocation"
         return Outcome(
-            policy.name, policy.cluster_id, code, f"lost the claim for #{seq}: {reason}",
-            decision=d, activity_seq=verdict.blocking_seq,
+            policy.name,
+            policy.cluster_id,
+            code,
+            f"lost the claim for #{seq}: {reason}",
+            decision=d,
+            activity_seq=verdict.blocking_seq,
         )

@@ -78,7 +78,9 @@ def format_report(rep: dict[str, Any]) -> str:
             for r in d["rules"]:
                 lines.append(f"    rule {r['rule']} {r['type']}({r['metric']}): {r['detail']}")
             for c in d["clamps"]:
-                lines.append(f"    clamp {c['limit']}: {c['before']} -> {c['after']} ({c['detail']})")
+                lines.append(
+                    f"    clamp {c['limit']}: {c['before']} -> {c['after']} ({c['detail']})"
+                )
     lines.append(rep["summary"])
     return "\n".join(lines)
 
@@ -123,8 +125,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     if not acts:
         print("no activities recorded")
         return EXIT_OK
-    print(f"{'created (UTC)':<20} {'cluster':<34} {'#':>4} {'policy':<18} {'add':>4} "
-          f"{'status':<10} {'task':<28} reason")
+    print(
+        f"{'created (UTC)':<20} {'cluster':<34} {'#':>4} {'policy':<18} {'add':>4} "
+        f"{'status':<10} {'task':<28} reason"
+    )
     for a in acts:
         why = a.error or a.decision.get("explanation", "")
         print(
@@ -148,7 +152,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="edgescaler", description="Add ENS edge workers to ACK Edge clusters from Prometheus load."
+        prog="edgescaler",
+        description="Add ENS edge workers to ACK Edge clusters from Prometheus load.",
     )
     parser.add_argument("--version", action="version", version=f"edgescaler {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
@@ -178,13 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("emulator", help="serve the local CS API emulator (and a scripted Prometheus)")
+    p = sub.add_parser(
+        "emulator", help="serve the local CS API emulator (and a scripted Prometheus)"
+    )
     from edgescaler.cloud import emulator
 
     emulator.add_cli_arguments(p)
     p.set_defaults(func=cmd_emulator)
 
-    p = sub.add_parser("demo", help="run the scaler against the emulator through a scripted load rise")
+    p = sub.add_parser(
+        "demo", help="run the scaler against the emulator through a scripted load rise"
+    )
     p.add_argument("--json", action="store_true", help="print every run report as JSON")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -15,8 +15,8 @@ The result is a :class:`Decision`, which is stored with the activity and printed
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgescaler.metrics.base import Reading
@@ -55,7 +55,12 @@ class Clamp:
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"limit": self.limit, "before": self.before, "after": self.after, "detail": self.detail}
+        return {
+            "limit": self.limit,
+            "before": self.before,
+            "after": self.after,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,18 @@ class Decision:
     @property
     def target(self) -> int:
         return self.current + self.add
+
+    def clamped(self, clamps: Sequence[Clamp]) -> Decision:
+        """This decision with further clamps applied (e.g. the guard's budgets)."""
+        if not clamps:
+            return self
+        add = clamps[-1].after
+        explanation = (
+            self.explanation
+            + "; clamped: "
+            + ", ".join(f"{c.limit} {c.before}->{c.after} ({c.detail})" for c in clamps)
+        )
+        return replace(self, add=add, clamps=(*self.clamps, *clamps), explanation=explanation)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,14 +123,22 @@ def evaluate_rule(index: int, rule: Rule, value: float, current: int) -> RuleRes
             if step.contains(value):
                 upper = "inf" if step.upper is None else _fmt(step.upper)
                 return RuleResult(
-                    index, rule.type, rule.metric, value, step.add,
+                    index,
+                    rule.type,
+                    rule.metric,
+                    value,
+                    step.add,
                     f"{_fmt(value)} in [{_fmt(step.lower)}, {upper}) -> +{step.add}",
                 )
         return RuleResult(index, rule.type, rule.metric, value, 0, f"{_fmt(value)} in no step")
     if isinstance(rule, ThresholdRule):
         if value > rule.above:
             return RuleResult(
-                index, rule.type, rule.metric, value, rule.add,
+                index,
+                rule.type,
+                rule.metric,
+                value,
+                rule.add,
                 f"{_fmt(value)} > {_fmt(rule.above)} -> +{rule.add}",
             )
         return RuleResult(
@@ -122,7 +147,9 @@ def evaluate_rule(index: int, rule: Rule, value: float, current: int) -> RuleRes
     raise TypeError(f"unknown rule type {type(rule).__name__}")  # pragma: no cover
 
 
-def _target_tracking(index: int, rule: TargetTrackingRule, value: float, current: int) -> RuleResult:
+def _target_tracking(
+    index: int, rule: TargetTrackingRule, value: float, current: int
+) -> RuleResult:
     if rule.target_per_node is not None:
         desired = math.ceil(value / rule.target_per_node)
         formula = f"ceil({_fmt(value)} / {_fmt(rule.target_per_node)}) = {desired}"
@@ -132,7 +159,11 @@ def _target_tracking(index: int, rule: TargetTrackingRule, value: float, current
         if current == 0:
             # Utilisation of zero nodes is undefined; the min_nodes floor is what adds the first.
             return RuleResult(
-                index, rule.type, rule.metric, value, 0,
+                index,
+                rule.type,
+                rule.metric,
+                value,
+                0,
                 "average utilisation needs at least one node; relying on min_nodes",
             )
         desired = math.ceil(current * value / rule.target_value)
@@ -140,12 +171,20 @@ def _target_tracking(index: int, rule: TargetTrackingRule, value: float, current
         ratio = value / rule.target_value
     if rule.tolerance and abs(ratio - 1) <= rule.tolerance:
         return RuleResult(
-            index, rule.type, rule.metric, value, 0,
+            index,
+            rule.type,
+            rule.metric,
+            value,
+            0,
             f"load/target {ratio:.3f} within tolerance ±{_fmt(rule.tolerance)}",
         )
     add = max(0, desired - current)
     return RuleResult(
-        index, rule.type, rule.metric, value, add,
+        index,
+        rule.type,
+        rule.metric,
+        value,
+        add,
         f"{formula} nodes desired, {current} current -> +{add}",
     )
 
@@ -169,7 +208,9 @@ def decide(policy: Policy, current: int, readings: Mapping[str, Reading]) -> Dec
     add = proposed
 
     if add > limits.max_step:
-        clamps.append(Clamp("max_step", add, limits.max_step, f"at most {limits.max_step} per step"))
+        clamps.append(
+            Clamp("max_step", add, limits.max_step, f"at most {limits.max_step} per step")
+        )
         add = limits.max_step
     room = max(0, limits.max_nodes - current)
     if add > room:
@@ -199,9 +240,7 @@ def decide(policy: Policy, current: int, readings: Mapping[str, Reading]) -> Dec
         reason = "no_change"
         explanation = "no rule asked for more nodes"
     if clamps and add > 0:
-        explanation += "; clamped: " + ", ".join(
-            f"{c.limit} {c.before}->{c.after}" for c in clamps
-        )
+        explanation += "; clamped: " + ", ".join(f"{c.limit} {c.before}->{c.after}" for c in clamps)
     return Decision(
         current=current,
         proposed=proposed,

@@ -48,8 +48,12 @@ SCENARIO: list[tuple[float, float, float | None]] = [
 def _password() -> str:
     """A fresh random password meeting the ENS rules; it never leaves this process's memory."""
     rng = secrets.SystemRandom()
-    chars = [rng.choice(string.ascii_uppercase), rng.choice(string.ascii_lowercase),
-             rng.choice(string.digits), rng.choice("!@#$%^&*")]
+    chars = [
+        rng.choice(string.ascii_uppercase),
+        rng.choice(string.ascii_lowercase),
+        rng.choice(string.digits),
+        rng.choice("!@#$%^&*"),
+    ]
     chars += [rng.choice(string.ascii_letters + string.digits) for _ in range(12)]
     rng.shuffle(chars)
     return "".join(chars)
@@ -83,7 +87,10 @@ def main(*, json_output: bool = False, out: Callable[[str], None] = print) -> in
     with tempfile.TemporaryDirectory(prefix="edgescaler-demo-") as tmp:
         work = Path(tmp)
         scenario = [
-            ScenarioStep(at, {BUSY: float(busy), PENDING: float("nan") if pending is None else float(pending)})
+            ScenarioStep(
+                at,
+                {BUSY: float(busy), PENDING: float("nan") if pending is None else float(pending)},
+            )
             for at, busy, pending in SCENARIO
         ]
         config = EmulatorConfig(
@@ -106,18 +113,24 @@ def main(*, json_output: bool = False, out: Callable[[str], None] = print) -> in
                 "ENS_LOGIN_PASSWORD": _password(),
             }
             out(f"emulator (CS API + scripted Prometheus) at {emu.url}; store {store_path.name}")
-            out(f"policy demo-edge: target 1.5 busy cores per node, +1..+3 on pending pods, "
-                f"cooldown 2s, max 3 per step; cluster starts with 2 ENS workers\n")
+            out(
+                "policy demo-edge: target 1.5 busy cores per node, +1..+3 on pending pods, "
+                "cooldown 2s, max 3 per step; cluster starts with 2 ENS workers\n"
+            )
             start = time.monotonic()
             for tick in range(TICKS):
                 wake = start + tick * TICK_SECONDS
                 time.sleep(max(0.0, wake - time.monotonic()))
                 now = datetime.now(timezone.utc)
-                event = json.dumps({
-                    "triggerTime": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                    "triggerName": "demo-every-second",
-                    "payload": "",
-                }).encode()
+                event = json.dumps(
+                    {
+                        "triggerTime": now.isoformat(timespec="milliseconds").replace(
+                            "+00:00", "Z"
+                        ),
+                        "triggerName": "demo-every-second",
+                        "payload": "",
+                    }
+                ).encode()
                 report = handle(event, None, env=env)
                 if json_output:
                     out(json.dumps(report, indent=2))
@@ -135,13 +148,18 @@ def main(*, json_output: bool = False, out: Callable[[str], None] = print) -> in
     out("")
     out(f"ScaleOutCluster calls seen by the emulator: {len(calls)}")
     for act in history:
-        out(f"  #{act.seq} +{act.add} task={act.task_id} status={act.status} "
-            f"request_id={act.request_id}")
+        out(
+            f"  #{act.seq} +{act.add} task={act.task_id} status={act.status} "
+            f"request_id={act.request_id}"
+        )
     nodes = state.get("node_counts", {}).get(CLUSTER_ID)
     if nodes is not None:
         out(f"cluster node counts at the end: {nodes}")
     ok = any(a.task_id for a in history) and len(calls) == len(history)
-    out("demo finished: " + ("scale-outs recorded with their task ids" if ok else "NO scale-out happened"))
+    out(
+        "demo finished: "
+        + ("scale-outs recorded with their task ids" if ok else "NO scale-out happened")
+    )
     return 0 if ok else 1
 
 

@@ -40,11 +40,13 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
 
 
 class PolicyError(EdgescalerError):
-    """Invalid policy files; ``problems`` lists all of them, ``str()`` gives the first and a count."""
+    """Invalid policy files: ``problems`` lists all; ``str()`` gives the first and a count."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems

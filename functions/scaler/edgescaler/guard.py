@@ -1,26 +1,47 @@
-"""The guard: may this cluster be scaled out now? Pure, over a snapshot of the activity log.
+"""The guard: may this cluster be scaled out now, and by how much? Pure, over a log snapshot.
 
-Rules, in order (the first that holds decides):
+:func:`check` applies these rules in order; the first that holds decides:
 
 1. ``cooling_down`` — the last scale-out was requested less than ``cooldown`` ago;
-2. ``in_flight`` — a scale-out is still open: claimed but unanswered, its task still running, or
-   its outcome unknown (we never add nodes on top of capacity that may be on its way);
+2. ``in_flight`` — a scale-out is still open: claimed but unanswered, its task still running,
+   or its outcome unknown (we never add nodes on top of capacity that may be on its way);
+   :func:`untracked` extends this to scale-out tasks edgescaler did not start;
 3. ``cooling_down`` — the last scale-out *ended* less than ``cooldown`` ago: new nodes need time
-   to join and take load before the metrics mean anything again.
+   to join and take load before the metrics mean anything again;
+4. ``backoff`` — scale-outs of this (cluster, ENS region, instance type) failed, timed out or were
+   refused recently: wait 5 min after the first failure, doubling up to 30 min; a streak is
+   forgotten 3 h after its last failure (cluster-autoscaler's defaults).
 
-Otherwise the scale-out may go ahead. The verdict carries a one-line reason for the report.
+:func:`budget_clamps` then limits the add to the policy's rolling budgets (nodes per hour / per
+day, counted from every activity that may have created nodes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from edgescaler.store.base import CLAIMED, SUBMITTED, Activity
+from edgescaler.decision import Clamp
+from edgescaler.policy import Budget, Policy
+from edgescaler.store.base import (
+    CLAIMED,
+    FAILED,
+    REJECTED,
+    SUBMITTED,
+    SUCCEEDED,
+    TIMED_OUT,
+    Activity,
+)
 
 COOLING_DOWN = "cooling_down"
 IN_FLIGHT = "in_flight"
+BACKOFF = "backoff"
+
+BACKOFF_FIRST = timedelta(minutes=5)
+BACKOFF_MAX = timedelta(minutes=30)
+BACKOFF_RESET = timedelta(hours=3)
+FAILURES = frozenset({FAILED, TIMED_OUT, REJECTED})
 
 
 @dataclass(frozen=True)
@@ -43,18 +64,20 @@ def _describe(a: Activity) -> str:
     return f"scale-out #{a.seq} (+{a.add}{task}, {a.status})"
 
 
-def check(activities: Sequence[Activity], *, cooldown: timedelta, now: datetime) -> Verdict:
-    """Apply the rules above to ``activities`` (one cluster, seq order) at ``now``."""
-    if not activities:
-        return ALLOW
-    last = activities[-1]
-    until = last.created_at + cooldown
-    if now < until:
+def _end(a: Activity) -> datetime:
+    return a.ended_at or a.updated_at
+
+
+def check(policy: Policy, activities: Sequence[Activity], *, now: datetime) -> Verdict:
+    """Apply rules 1, 2, 3 and 4 to ``activities`` (one cluster, seq order) at ``now``."""
+    cooldown = policy.cooldown
+    last = activities[-1] if activities else None
+    if last is not None and now < last.created_at + cooldown:
         return Verdict(
             False,
             COOLING_DOWN,
             f"{_describe(last)} requested at {_stamp(last.created_at)}; "
-            f"cooldown until {_stamp(until)}",
+            f"cooldown until {_stamp(last.created_at + cooldown)}",
             last.seq,
         )
     open_ = [a for a in activities if a.is_open]
@@ -65,15 +88,92 @@ def check(activities: Sequence[Activity], *, cooldown: timedelta, now: datetime)
         elif a.status == CLAIMED:
             why = "claimed by another invocation, not answered yet"
         else:
-            why = "its outcome is unknown until the cluster's tasks are checked"
+            why = "its outcome is unknown until the cluster's tasks show whether it went through"
         return Verdict(False, IN_FLIGHT, f"{_describe(a)}: {why}", a.seq)
-    if last.ended_at is not None:
-        until = last.ended_at + cooldown
-        if now < until:
-            return Verdict(
-                False,
-                COOLING_DOWN,
-                f"{_describe(last)} ended at {_stamp(last.ended_at)}; cooldown until {_stamp(until)}",
-                last.seq,
-            )
+    if last is not None and last.ended_at is not None and now < last.ended_at + cooldown:
+        return Verdict(
+            False,
+            COOLING_DOWN,
+            f"{_describe(last)} ended at {_stamp(last.ended_at)}; "
+            f"cooldown until {_stamp(last.ended_at + cooldown)}",
+            last.seq,
+        )
+    return backoff(
+        activities,
+        ens_region_id=policy.scale_out.ens_region_id,
+        instance_type=policy.scale_out.worker_instance_type,
+        now=now,
+    )
+
+
+def untracked(running_scale_outs: Iterable[str], activities: Sequence[Activity]) -> Verdict:
+    """Rule 2 for tasks: a running scale-out task of the cluster that no activity accounts for
+    (started from the console or another tool) holds the cluster like our own would."""
+    ours = {a.task_id for a in activities if a.task_id}
+    foreign = sorted(set(running_scale_outs) - ours)
+    if foreign:
+        return Verdict(
+            False, IN_FLIGHT, f"scale-out task {foreign[0]} not started by edgescaler is running"
+        )
     return ALLOW
+
+
+def backoff(
+    activities: Sequence[Activity], *, ens_region_id: str, instance_type: str, now: datetime
+) -> Verdict:
+    """Rule 4 for one (ENS region, instance type) of the cluster whose log this is."""
+    streak: list[Activity] = []
+    for a in activities:
+        if a.ens_region_id != ens_region_id or a.instance_type != instance_type:
+            continue
+        if a.status in FAILURES:
+            if streak and _end(a) - _end(streak[-1]) > BACKOFF_RESET:
+                streak = []  # the earlier streak had been forgotten before this failure
+            streak.append(a)
+        elif a.status == SUCCEEDED:
+            streak = []
+    if not streak:
+        return ALLOW
+    last = streak[-1]
+    if now - _end(last) > BACKOFF_RESET:
+        return ALLOW
+    wait = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (len(streak) - 1))
+    until = _end(last) + wait
+    if now >= until:
+        return ALLOW
+    n = len(streak)
+    return Verdict(
+        False,
+        BACKOFF,
+        f"{n} failed scale-out{'s' if n > 1 else ''} of {instance_type} in {ens_region_id} "
+        f"(last: #{last.seq} {last.status}: {last.error or 'no detail'}); "
+        f"backing off {int(wait.total_seconds() // 60)} min until {_stamp(until)}",
+        last.seq,
+    )
+
+
+def nodes_added(activities: Iterable[Activity], since: datetime) -> int:
+    """Nodes that activities since ``since`` may have added (all but refused ones)."""
+    return sum(a.add for a in activities if a.created_at >= since and a.status != REJECTED)
+
+
+def budget_clamps(
+    add: int, activities: Sequence[Activity], budget: Budget | None, *, now: datetime
+) -> list[Clamp]:
+    """The clamps the rolling budgets impose on ``add`` (empty when within budget)."""
+    if budget is None:
+        return []
+    clamps: list[Clamp] = []
+    for limit, window, name in (
+        (budget.nodes_per_hour, timedelta(hours=1), "budget_hour"),
+        (budget.nodes_per_day, timedelta(days=1), "budget_day"),
+    ):
+        if limit is None:
+            continue
+        used = nodes_added(activities, now - window)
+        room = max(0, limit - used)
+        if add > room:
+            per = "hour" if name == "budget_hour" else "day"
+            clamps.append(Clamp(name, add, room, f"{used} of {limit} nodes per {per} used"))
+            add = room
+    return clamps

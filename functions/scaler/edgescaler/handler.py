@@ -13,6 +13,7 @@ carries ``error`` (one line), logged at ERROR, and nothing is scaled.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -70,7 +71,7 @@ class Runtime:
                 read_timeout=self.settings.cs_read_timeout,
             )
             self._clients[region] = client
-        return client  # type: ignore[no-any-return]
+        return client
 
     def metrics_for(self, policy: Policy) -> Any:
         from edgescaler.errors import ConfigError
@@ -97,10 +98,8 @@ class Runtime:
 
     def close(self) -> None:
         for c in [*self._clients.values(), *self._sources.values()]:
-            try:
+            with contextlib.suppress(Exception):  # best effort at the end of an invocation
                 c.close()
-            except Exception:  # noqa: S110 - best effort at the end of an invocation
-                pass
         if self.store is not None:
             self.store.close()
 
@@ -127,11 +126,15 @@ def handle(
         request = triggers.parse_event(event)
         policies = select(policyfile.load([settings.policy_dir]), request.policies)
     except EdgescalerError as exc:
-        rep = RunReport("unknown", None, True, started_at=started, finished_at=now(), error=str(exc))
+        rep = RunReport(
+            "unknown", None, True, started_at=started, finished_at=now(), error=str(exc)
+        )
         log.error("%s", rep.summary_line())
         return rep.to_dict()
 
-    dry_run = force_dry_run or (request.dry_run if request.dry_run is not None else settings.dry_run)
+    dry_run = force_dry_run or (
+        request.dry_run if request.dry_run is not None else settings.dry_run
+    )
     runtime = Runtime(settings, env, context)
     try:
         store = runtime.open_store()
@@ -144,7 +147,9 @@ def handle(
         )
         rep = run(request, policies, deps, now=started, dry_run=dry_run)
     except EdgescalerError as exc:
-        rep = RunReport(request.trigger, request.event_key, dry_run, started_at=started, error=str(exc))
+        rep = RunReport(
+            request.trigger, request.event_key, dry_run, started_at=started, error=str(exc)
+        )
     finally:
         runtime.close()
     rep.finished_at = now()

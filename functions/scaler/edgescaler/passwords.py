@@ -17,7 +17,7 @@ _SPECIAL = frozenset("()`~!@#$%^&*-_+=|{}[]:;'<>,.?/")
 
 
 def complexity_problem(value: str) -> str | None:
-    """Why ``value`` is not a valid ENS password (8–30 chars, 3 of 4 classes), or None."""
+    """Why ``value`` is not a valid ENS password (8 to 30 chars, 3 of 4 classes), or None."""
     if not 8 <= len(value) <= 30:
         return f"must be 8 to 30 characters long (it has {len(value)})"
     classes = [

@@ -9,6 +9,7 @@ Unknown keys are rejected everywhere. Types are strict: ``"20"`` is not an int, 
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from datetime import timedelta
@@ -30,6 +31,7 @@ from pydantic import (
 WORKER_PERIODS = (1, 2, 3, 6, 12, 24, 36, 48, 60)
 CHARGE_TYPES = ("BandwidthByDay", "95BandwidthByMonth")
 MAX_COUNT_PER_CALL = 500  # the CS API's per-call ceiling
+MAX_COOLDOWN = timedelta(hours=12)  # the guard reads a day of history; keep well inside it
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -98,9 +100,7 @@ class PasswordRef(_Model):
 def _reject_inline_password(value: Any) -> Any:
     if isinstance(value, str):
         # Deliberately not echoing the value: it may be a real password.
-        raise ValueError(
-            "an inline password is not allowed; use {from_env: VARIABLE_NAME}"
-        )
+        raise ValueError("an inline password is not allowed; use {from_env: VARIABLE_NAME}")
     return value
 
 
@@ -204,6 +204,19 @@ class Limits(_Model):
         return v
 
 
+class Budget(_Model):
+    """Rolling limits on nodes added, enforced from the activity log (all triggers together)."""
+
+    nodes_per_hour: StrictInt | None = Field(default=None, ge=1)
+    nodes_per_day: StrictInt | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _some(self) -> Budget:
+        if self.nodes_per_hour is None and self.nodes_per_day is None:
+            raise ValueError("give nodes_per_hour, nodes_per_day or both")
+        return self
+
+
 class MetricSpec(_Model):
     """One PromQL instant query that must return exactly one series."""
 
@@ -283,7 +296,7 @@ class StepRule(_Model):
     @model_validator(mode="after")
     def _no_overlap(self) -> StepRule:
         ordered = sorted(self.steps, key=lambda s: s.lower)
-        for a, b in zip(ordered, ordered[1:], strict=False):
+        for a, b in itertools.pairwise(ordered):
             if a.upper is None or a.upper > b.lower:
                 raise FieldError(
                     ("steps",),
@@ -329,6 +342,7 @@ class Policy(_Model):
     scale_out: ScaleOutSpec
     limits: Limits
     cooldown: Duration = timedelta(minutes=10)
+    budget: Budget | None = None
     prometheus: PrometheusSpec | None = None
     metrics: dict[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*$")], MetricSpec] = Field(
         min_length=1
@@ -338,7 +352,10 @@ class Policy(_Model):
     @field_validator("cooldown", mode="before")
     @classmethod
     def _cooldown(cls, v: object) -> timedelta:
-        return parse_duration(v)
+        d = parse_duration(v)
+        if d > MAX_COOLDOWN:
+            raise ValueError(f"must be at most {format_duration(MAX_COOLDOWN)}")
+        return d
 
     @field_validator("rules")
     @classmethod
@@ -349,5 +366,7 @@ class Policy(_Model):
         for i, rule in enumerate(rules):
             if rule.metric not in metrics:
                 known = ", ".join(sorted(metrics))
-                raise FieldError((i, "metric"), f"unknown metric {rule.metric!r} (defined: {known})")
+                raise FieldError(
+                    (i, "metric"), f"unknown metric {rule.metric!r} (defined: {known})"
+                )
         return rules

@@ -65,10 +65,9 @@ def _data_path(data: Any, loc: Sequence[str | int]) -> Loc:
     path: list[str | int] = []
     cur = data
     for part in loc:
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-            path.append(part)
-        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+        in_dict = isinstance(cur, dict) and part in cur
+        in_list = isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
+        if in_dict or in_list:
             cur = cur[part]
             path.append(part)
         elif isinstance(cur, dict) and isinstance(part, str) and part not in cur:
@@ -185,7 +184,9 @@ def load(paths: Iterable[str | Path]) -> list[Policy]:
                 (i + 1 for i, ln in enumerate(text.splitlines()) if ln.startswith("name:")), None
             )
             problems.append(
-                Problem(str(f), line, "name", f"{policy.name!r} is already used by {seen[policy.name]}")
+                Problem(
+                    str(f), line, "name", f"{policy.name!r} is already used by {seen[policy.name]}"
+                )
             )
             continue
         seen[policy.name] = str(f)

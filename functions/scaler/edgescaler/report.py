@@ -1,7 +1,7 @@
 """The run report (design.md §4): one outcome per policy, plus what triggered the run.
 
-Outcome codes: ``scaled``, ``no_change``, ``cooling_down``, ``in_flight``, ``budget``,
-``capped``, ``metrics_unavailable``, ``duplicate_event``, ``dry_run``, ``error``.
+Outcome codes: ``scaled``, ``no_change``, ``cooling_down``, ``in_flight``, ``backoff``,
+``budget``, ``capped``, ``metrics_unavailable``, ``duplicate_event``, ``dry_run``, ``error``.
 Nothing in a report is secret: it is logged, returned to FC and printed by the CLI.
 """
 
@@ -16,6 +16,7 @@ SCALED = "scaled"
 NO_CHANGE = "no_change"
 COOLING_DOWN = "cooling_down"
 IN_FLIGHT = "in_flight"
+BACKOFF = "backoff"
 BUDGET = "budget"
 CAPPED = "capped"
 METRICS_UNAVAILABLE = "metrics_unavailable"
@@ -24,8 +25,17 @@ DRY_RUN = "dry_run"
 ERROR = "error"
 
 OUTCOMES = (
-    SCALED, NO_CHANGE, COOLING_DOWN, IN_FLIGHT, BUDGET, CAPPED,
-    METRICS_UNAVAILABLE, DUPLICATE_EVENT, DRY_RUN, ERROR,
+    SCALED,
+    NO_CHANGE,
+    COOLING_DOWN,
+    IN_FLIGHT,
+    BACKOFF,
+    BUDGET,
+    CAPPED,
+    METRICS_UNAVAILABLE,
+    DUPLICATE_EVENT,
+    DRY_RUN,
+    ERROR,
 )
 
 
@@ -85,7 +95,10 @@ class RunReport:
         counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts().items())) or "no policies"
         added = sum(o.add for o in self.outcomes if o.outcome == SCALED)
         mode = " DRY-RUN" if self.dry_run else ""
-        return f"run{mode} trigger={self.trigger} policies={len(self.outcomes)} nodes_added={added} {counts}"
+        return (
+            f"run{mode} trigger={self.trigger} policies={len(self.outcomes)} "
+            f"nodes_added={added} {counts}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -62,7 +62,9 @@ class Settings:
     cs_read_timeout: float = 10.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, default_policy_dir: Path | None = None) -> Settings:
+    def from_env(
+        cls, env: Mapping[str, str], *, default_policy_dir: Path | None = None
+    ) -> Settings:
         """Read the settings; a ConfigError names the first bad variable."""
         policy_dir = env.get("EDGESCALER_POLICY_DIR", "").strip()
         store = env.get("EDGESCALER_STORE", "").strip() or DEFAULT_STORE

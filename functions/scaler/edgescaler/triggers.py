@@ -64,7 +64,9 @@ def parse_event(raw: bytes | str | None) -> RunRequest:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise EventError(f"event: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise EventError(
+            f"event: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     if not isinstance(data, dict):
         raise EventError(f"event: expected a JSON object, got {type(data).__name__}")
     if "triggerName" in data or "triggerTime" in data:
@@ -85,7 +87,9 @@ def _timer(data: dict[str, Any]) -> RunRequest:
     try:
         datetime.fromisoformat(when.replace("Z", "+00:00"))
     except ValueError:
-        raise EventError(f"timer event: triggerTime {when[:40]!r} is not an ISO 8601 time") from None
+        raise EventError(
+            f"timer event: triggerTime {when[:40]!r} is not an ISO 8601 time"
+        ) from None
     payload = data.get("payload", "")
     if payload is None:
         payload = ""

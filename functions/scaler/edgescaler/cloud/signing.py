@@ -118,7 +118,8 @@ def signature(secret: str, canonical: str) -> str:
 
 def authorization(access_key_id: str, signed_names: list[str], sig: str) -> str:
     """The ``Authorization`` value; note: no spaces after the commas."""
-    return f"{ALGORITHM} Credential={access_key_id},SignedHeaders={';'.join(signed_names)},Signature={sig}"
+    names = ";".join(signed_names)
+    return f"{ALGORITHM} Credential={access_key_id},SignedHeaders={names},Signature={sig}"
 
 
 def sign_headers(

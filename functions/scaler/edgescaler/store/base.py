@@ -70,6 +70,9 @@ class Activity:
     timeout_mins: int | None = None
     error: str | None = None
     decision: dict[str, Any] = field(default_factory=dict)
+    # Scale-out task ids the cluster already had when this activity was claimed: a task that is
+    # not among them (nor any other activity's) after an ambiguous POST is this activity's.
+    prior_tasks: tuple[str, ...] = ()
 
     @property
     def is_open(self) -> bool:
@@ -96,6 +99,7 @@ class Activity:
             data = json.loads(raw)
             for k in ("created_at", "updated_at", "ended_at"):
                 data[k] = _parse(data.get(k))
+            data["prior_tasks"] = tuple(data.get("prior_tasks") or ())
             return cls(**data)
         except (ValueError, TypeError, KeyError) as exc:
             raise StoreError(f"corrupt activity record: {exc}") from None
@@ -217,7 +221,9 @@ class Store(ABC):
         return acts[:limit]
 
     # -- event keys -----------------------------------------------------------------------
-    def claim_event(self, event_key: str, now: datetime, detail: dict[str, Any] | None = None) -> bool:
+    def claim_event(
+        self, event_key: str, now: datetime, detail: dict[str, Any] | None = None
+    ) -> bool:
         """Record ``event_key`` create-only. True if this call recorded it, False if it was
         already there (a redelivery)."""
         body = json.dumps(

@@ -68,7 +68,11 @@ class SQLiteStore(Store):
 
     def _get(self, key: str) -> bytes | None:
         rows = self._run("SELECT value FROM kv WHERE key = ?", (key,))
-        return bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
+        if not rows:
+            return None
+        value = rows[0][0]
+        assert isinstance(value, bytes | memoryview)
+        return bytes(value)
 
     def _list(self, prefix: str) -> list[str]:
         # Range scan on the primary key; prefix + U+FFFF sorts after every key with the prefix.
