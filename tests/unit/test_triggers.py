@@ -55,6 +55,9 @@ MESSAGES = {
     "truncated": "not JSON",
     "not-utf8": "not UTF-8",
     "bad-policy-name": "'Bad Name!' is not a policy name",
+    "eventbridge-without-id": "EventBridge event: id is missing",
+    "callback-bad-timestamp": "timestamp 'yesterday' is not epoch seconds or milliseconds",
+    "form-not-a-callback": "not a CloudMonitor alert callback",
 }
 
 
@@ -69,6 +72,28 @@ def test_invalid_events_are_one_line_errors(path) -> None:  # type: ignore[no-un
 
 def test_every_invalid_fixture_has_an_expected_message() -> None:
     assert {p.stem for p in INVALID} == set(MESSAGES)
+
+
+def test_eventbridge_cloudmonitor_alert() -> None:
+    r = parse_event(load_event("eventbridge-alert.json"))
+    assert r.trigger == "eventbridge" and r.policies is None
+    assert r.event_key == "eventbridge:acs.cms:9f2c1e4a-5b6d-4c3e-8a7f-0123456789ab"
+    assert r.detail["alertName"] == "edge-cpu-high" and r.detail["alertState"] == "ALERT"
+
+
+def test_cloudmonitor_callback_form_encoded() -> None:
+    r = parse_event(load_event("cloudmonitor-callback.form"))
+    assert r.trigger == "cloudmonitor"
+    assert r.event_key == (
+        "cloudmonitor:applyTemplate1a2b3c4d-0000-1111-2222-333344445555:ALERT:1764227100000"
+    )
+    assert r.detail["curValue"] == "91.37"
+
+
+def test_callback_seconds_and_milliseconds_give_the_same_key() -> None:
+    seconds = parse_event(load_event("cloudmonitor-callback-seconds.json"))
+    millis = parse_event(load_event("cloudmonitor-callback.form"))
+    assert seconds.event_key == millis.event_key
 
 
 def test_oversized_event() -> None:

@@ -2,7 +2,8 @@
 
 Verbs: ``validate PATH...`` · ``plan`` (dry run with explanations; writes nothing) ·
 ``run --event FILE|-`` (exactly the FC handler's code path, locally) · ``history`` ·
-``emulator`` (the local CS API + Prometheus stand-in) · ``demo``.
+``reconcile`` (log vs cloud drift) · ``emulator`` (the local CS API + Prometheus stand-in) ·
+``demo``.
 
 Exit status: 0 when the command completed (also when nothing was scaled); 2 with a one-line
 reason on bad input or configuration.
@@ -138,6 +139,40 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from edgescaler import policyfile, reconcile
+    from edgescaler.handler import Runtime, count_workers
+    from edgescaler.settings import Settings
+
+    now = datetime.now(timezone.utc)
+    try:
+        settings = Settings.from_env(os.environ)
+        policies = policyfile.load([settings.policy_dir])
+        if args.policy:
+            policies = [p for p in policies if p.name in set(args.policy)]
+        runtime = Runtime(settings, os.environ, None, lambda: now)
+        try:
+            views = reconcile.reconcile(
+                policies,
+                runtime.open_store(),
+                runtime.cloud_for,
+                count_workers,
+                now=now,
+                limit=args.limit,
+            )
+        finally:
+            runtime.close()
+    except EdgescalerError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps([v.to_dict() for v in views], indent=2))
+    else:
+        print(reconcile.format_views(views))
+    return EXIT_OK
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from edgescaler.cloud import emulator
 
@@ -182,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("reconcile", help="compare the activity log with the cloud; print the drift")
+    p.add_argument("--policy", action="append", metavar="NAME", help="only this policy's cluster")
+    p.add_argument("--limit", type=int, default=100, help="activities per cluster to check")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser(
         "emulator", help="serve the local CS API emulator (and a scripted Prometheus)"

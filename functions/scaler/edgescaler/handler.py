@@ -14,8 +14,11 @@ carries ``error`` (one line), logged at ERROR, and nothing is scaled.
 from __future__ import annotations
 
 import contextlib
+import hmac
+import json
 import logging
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,10 +47,17 @@ def _now() -> datetime:
 class Runtime:
     """The dependencies of one invocation, built from settings; closed at the end."""
 
-    def __init__(self, settings: Settings, env: Mapping[str, str], context: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        env: Mapping[str, str],
+        context: Any,
+        clock: Callable[[], datetime],
+    ) -> None:
         self.settings = settings
         self._env = env
         self._context = context
+        self._clock = clock
         self._clients: dict[str, Any] = {}
         self._sources: dict[str, Any] = {}
         self.store: Store | None = None
@@ -69,6 +79,7 @@ class Runtime:
                 endpoint=self.settings.cs_endpoint,
                 connect_timeout=self.settings.cs_connect_timeout,
                 read_timeout=self.settings.cs_read_timeout,
+                clock=self._clock,
             )
             self._clients[region] = client
         return client
@@ -104,7 +115,7 @@ class Runtime:
             self.store.close()
 
 
-def _count_workers(nodes: Sequence[Any]) -> int:
+def count_workers(nodes: Sequence[Any]) -> int:
     from edgescaler.cloud.cs import count_edge_workers
 
     return count_edge_workers(nodes)
@@ -135,7 +146,7 @@ def handle(
     dry_run = force_dry_run or (
         request.dry_run if request.dry_run is not None else settings.dry_run
     )
-    runtime = Runtime(settings, env, context)
+    runtime = Runtime(settings, env, context, now)
     try:
         store = runtime.open_store()
         deps = Deps(
@@ -143,7 +154,7 @@ def handle(
             cloud_for=runtime.cloud_for,
             metrics_for=runtime.metrics_for,
             actuator=runtime.actuator(dry_run),
-            count_workers=_count_workers,
+            count_workers=count_workers,
         )
         rep = run(request, policies, deps, now=started, dry_run=dry_run)
     except EdgescalerError as exc:
@@ -158,6 +169,53 @@ def handle(
         log.log(level, "%s", outcome.log_line())
     log.log(logging.ERROR if rep.error else logging.INFO, "%s", rep.summary_line())
     return rep.to_dict()
+
+
+MAX_CALLBACK_BYTES = 64 * 1024
+
+
+def handle_http(
+    environ: Mapping[str, Any],
+    start_response: Callable[..., Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    now: Callable[[], datetime] = _now,
+) -> list[bytes]:
+    """WSGI entry for CloudMonitor's alert callback (an FC HTTP trigger).
+
+    The query string must carry ``token=<EDGESCALER_CALLBACK_TOKEN>`` (CloudMonitor cannot sign
+    its callbacks); a wrong or missing token is 403 and nothing runs. The body is handed to
+    :func:`handle` unchanged; its event key deduplicates CloudMonitor's retries.
+    """
+    env = os.environ if env is None else env
+
+    def answer(status: str, payload: dict[str, Any]) -> list[bytes]:
+        body = json.dumps(payload).encode()
+        start_response(
+            status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+    expected = env.get("EDGESCALER_CALLBACK_TOKEN", "")
+    if len(expected) < 16:
+        log.error("callback refused: EDGESCALER_CALLBACK_TOKEN is not set (or shorter than 16)")
+        return answer("503 Service Unavailable", {"error": "callback not configured"})
+    query = urllib.parse.parse_qs(str(environ.get("QUERY_STRING", "")))
+    given = (query.get("token") or [""])[-1]
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        log.warning("callback refused: bad token")
+        return answer("403 Forbidden", {"error": "forbidden"})
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_CALLBACK_BYTES:
+        return answer("413 Payload Too Large", {"error": "body too large"})
+    stream = environ.get("wsgi.input")
+    body = stream.read(length) if stream is not None and length > 0 else b""
+    report = handle(body, environ.get("fc.context"), env=env, now=now)
+    status = "400 Bad Request" if report.get("error") else "200 OK"
+    return answer(status, {"summary": report["summary"], "error": report.get("error")})
 
 
 def _default_policy_dir() -> Path:

@@ -10,6 +10,15 @@ Accepted shapes (fc.md §2):
   ``policies`` (list of policy names; absent = all), ``dry_run`` (bool), ``request_id`` (string;
   makes the request idempotent: event key ``manual:<request_id>``), ``reason`` (free text, logged).
   An empty body (FC's empty test event) or ``{}`` means "all policies".
+* **EventBridge** (CloudEvents 1.0: ``specversion``, ``source``, ``id``, ``type``, ``data``) —
+  e.g. a CloudMonitor ``cms:CloudMonitor:AlertWebHook`` event; evaluates all policies.
+  Event key: ``eventbridge:<source>:<id>`` (EventBridge delivers at least once).
+* **CloudMonitor alert callback** — the legacy webhook body, form-encoded or JSON, with
+  ``alertName``, ``alertState``, ``ruleId``, ``timestamp`` (seconds or milliseconds); evaluates all
+  policies. Event key: ``cloudmonitor:<ruleId>:<alertState>:<timestamp>`` (CloudMonitor retries a
+  callback up to 3 times).
+
+An alarm only says "look now": the decision always comes from the policies' own metrics.
 
 Anything else — invalid UTF-8 or JSON, a list, unknown keys, wrong types — is an EventError with
 a one-line message, and never leads to a scale-out.
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -61,6 +71,8 @@ def parse_event(raw: bytes | str | None) -> RunRequest:
         raise EventError(f"event: not UTF-8 (byte {exc.start})") from None
     if not text:
         return RunRequest(trigger="manual")
+    if not text.startswith(("{", "[")) and "=" in text:
+        return _callback(_form(text))
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -71,7 +83,64 @@ def parse_event(raw: bytes | str | None) -> RunRequest:
         raise EventError(f"event: expected a JSON object, got {type(data).__name__}")
     if "triggerName" in data or "triggerTime" in data:
         return _timer(data)
+    if "specversion" in data:
+        return _eventbridge(data)
+    if "alertName" in data or "ruleId" in data:
+        return _callback(data)
     return _manual(data, "manual", "event")
+
+
+def _form(text: str) -> dict[str, Any]:
+    pairs = urllib.parse.parse_qs(text, keep_blank_values=True, strict_parsing=False)
+    if not pairs or not ({"alertName", "ruleId"} & set(pairs)):
+        raise EventError("event: a form-encoded body that is not a CloudMonitor alert callback")
+    return {k: v[-1] for k, v in pairs.items()}
+
+
+def _text(data: dict[str, Any], key: str, where: str, limit: int = 200) -> str:
+    value = data.get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip() or value == "null":
+        raise EventError(f"{where}: {key} is missing")
+    return value.strip()[:limit]
+
+
+def _alert_detail(data: dict[str, Any]) -> dict[str, Any]:
+    keep = ("alertName", "alertState", "ruleId", "metricName", "curValue", "triggerLevel")
+    return {k: str(data[k])[:120] for k in keep if isinstance(data.get(k), str | int | float)}
+
+
+def _eventbridge(data: dict[str, Any]) -> RunRequest:
+    where = "EventBridge event"
+    if data.get("specversion") != "1.0":
+        raise EventError(f"{where}: specversion must be '1.0'")
+    source = _text(data, "source", where)
+    event_id = _text(data, "id", where)
+    kind = _text(data, "type", where)
+    payload = data.get("data")
+    detail: dict[str, Any] = {"source": source, "type": kind}
+    if isinstance(payload, dict):
+        detail.update(_alert_detail(payload))
+    return RunRequest(
+        trigger="eventbridge", event_key=f"eventbridge:{source}:{event_id}", detail=detail
+    )
+
+
+def _callback(data: dict[str, Any]) -> RunRequest:
+    where = "CloudMonitor callback"
+    rule = _text(data, "ruleId", where)
+    state = _text(data, "alertState", where, 40)
+    raw_ts = _text(data, "timestamp", where, 40)
+    if not raw_ts.isdigit():
+        raise EventError(f"{where}: timestamp {raw_ts!r} is not epoch seconds or milliseconds")
+    # Old documents say seconds, real callbacks carry milliseconds: normalise to milliseconds.
+    millis = int(raw_ts) if len(raw_ts) > 11 else int(raw_ts) * 1000
+    return RunRequest(
+        trigger="cloudmonitor",
+        event_key=f"cloudmonitor:{rule}:{state}:{millis}",
+        detail=_alert_detail(data),
+    )
 
 
 def _timer(data: dict[str, Any]) -> RunRequest:
