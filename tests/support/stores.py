@@ -1,4 +1,8 @@
-"""Store backends for the shared contract test; a backend joins by adding a factory here."""
+"""Store backends for the shared contract test; a backend joins by adding a factory here.
+
+A factory gets the test's ``request`` and ``tmp_path``; one that needs a server asks for its
+fixture with ``request.getfixturevalue`` so the server only starts when that backend runs.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,23 @@ from edgescaler.store.base import Store
 from edgescaler.store.memory import MemoryStore
 from edgescaler.store.sqlite import SQLiteStore
 
-BACKENDS: dict[str, Callable[[Path], Store]] = {
-    "memory": lambda tmp: MemoryStore(),
-    "sqlite": lambda tmp: SQLiteStore(tmp / "store.db"),
+
+def _s3(request: pytest.FixtureRequest, tmp: Path) -> Store:
+    from edgescaler.store.s3 import S3Store
+
+    moto = request.getfixturevalue("moto_s3")  # tests.support.s3
+    return S3Store(moto.bucket, moto.new_prefix(), endpoint_url=moto.endpoint)
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
+    "memory": lambda request, tmp: MemoryStore(),
+    "sqlite": lambda request, tmp: SQLiteStore(tmp / "store.db"),
+    "s3": _s3,
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    store = BACKENDS[request.param](tmp_path)
+    store = BACKENDS[request.param](request, tmp_path)
     yield store
     store.close()

@@ -116,7 +116,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     try:
         settings = Settings.from_env(os.environ)
-        store = open_store(settings.store)
+        store = open_store(settings.store, s3_endpoint=settings.s3_endpoint)
         acts = store.history(cluster_id=args.cluster, policy=args.policy, limit=args.limit)
     except EdgescalerError as exc:
         return _fail(str(exc))

@@ -64,7 +64,11 @@ class Runtime:
 
     def open_store(self) -> Store:
         if self.store is None:
-            self.store = open_store(self.settings.store)
+            # For an OSS store inside FC, the service role's per-invocation STS credentials.
+            fc_creds = creds_mod.from_fc_context(self._context) if self._context else None
+            self.store = open_store(
+                self.settings.store, s3_endpoint=self.settings.s3_endpoint, credentials=fc_creds
+            )
         return self.store
 
     def cloud_for(self, region: str) -> CloudAPI:
