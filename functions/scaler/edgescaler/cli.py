@@ -2,8 +2,8 @@
 
 Verbs: ``validate PATH...`` · ``plan`` (dry run with explanations; writes nothing) ·
 ``run --event FILE|-`` (exactly the FC handler's code path, locally) · ``history`` ·
-``reconcile`` (log vs cloud drift) · ``emulator`` (the local CS API + Prometheus stand-in) ·
-``demo``.
+``reconcile`` (log vs cloud drift) · ``package`` (the FC code zip) · ``emulator`` (the local
+CS API + Prometheus stand-in) · ``demo``.
 
 Exit status: 0 when the command completed (also when nothing was scaled); 2 with a one-line
 reason on bad input or configuration.
@@ -179,6 +179,12 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return emulator.run_cli(args)
 
 
+def cmd_package(args: argparse.Namespace) -> int:
+    from edgescaler import package
+
+    return package.main(out=args.out, policies=args.policies, with_s3=args.with_s3)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from edgescaler import demo
 
@@ -217,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("package", help="build the FC code package from cp310 manylinux wheels")
+    p.add_argument("--out", default="build", help="output directory (default: build)")
+    p.add_argument("--policies", default="policies", help="policy directory to include")
+    p.add_argument("--with-s3", action="store_true", help="include boto3 for the S3 store")
+    p.set_defaults(func=cmd_package)
 
     p = sub.add_parser("reconcile", help="compare the activity log with the cloud; print the drift")
     p.add_argument("--policy", action="append", metavar="NAME", help="only this policy's cluster")

@@ -483,19 +483,15 @@ class CSClient:
         reports, in case it capped ours), on an empty page, or, without a total, on a short page.
         """
         path = f"/clusters/{_segment(cluster_id, 'cluster id')}/nodes"
-        nodes: list[Node] = []
-        for number in range(1, _MAX_NODE_PAGES + 1):
-            payload = self._get(
-                "DescribeClusterNodes", path, {"pageNumber": number, "pageSize": page_size}
-            )
-            items = payload.get("nodes")
-            items = items if isinstance(items, list) else []
-            nodes.extend(_node_from(i) for i in items if isinstance(i, Mapping))
-            page = payload.get("page")
-            page = page if isinstance(page, Mapping) else {}
-            if not items or self._last_page(page, number, page_size, len(items)):
-                break
-        return nodes
+        items = self._pages(
+            "DescribeClusterNodes",
+            path,
+            ("pageNumber", "pageSize"),
+            ("nodes", "page"),
+            page_size,
+            _MAX_NODE_PAGES,
+        )
+        return [_node_from(i) for i in items]
 
     def list_tasks(
         self, cluster_id: str, *, page_size: int = 50, max_pages: int = 20
@@ -505,19 +501,40 @@ class CSClient:
         Items missing fields are kept (``state`` ``""`` reads as running); at most ``max_pages``.
         """
         path = f"/clusters/{_segment(cluster_id, 'cluster id')}/tasks"
-        tasks: list[TaskInfo] = []
+        items = self._pages(
+            "DescribeClusterTasks",
+            path,
+            ("page_number", "page_size"),
+            ("tasks", "page_info"),
+            page_size,
+            max_pages,
+        )
+        return [_task_from(i) for i in items]
+
+    def _pages(
+        self,
+        action: str,
+        path: str,
+        params: tuple[str, str],
+        keys: tuple[str, str],
+        page_size: int,
+        max_pages: int,
+    ) -> list[Mapping[str, Any]]:
+        """Every item of a paged listing: ``params`` are the (number, size) query names the
+        action uses, ``keys`` the (items, page info) response keys."""
+        number_param, size_param = params
+        items_key, page_key = keys
+        out: list[Mapping[str, Any]] = []
         for number in range(1, max_pages + 1):
-            payload = self._get(
-                "DescribeClusterTasks", path, {"page_number": number, "page_size": page_size}
-            )
-            items = payload.get("tasks")
+            payload = self._get(action, path, {number_param: number, size_param: page_size})
+            items = payload.get(items_key)
             items = items if isinstance(items, list) else []
-            tasks.extend(_task_from(i) for i in items if isinstance(i, Mapping))
-            page = payload.get("page_info")
+            out.extend(i for i in items if isinstance(i, Mapping))
+            page = payload.get(page_key)
             page = page if isinstance(page, Mapping) else {}
             if not items or self._last_page(page, number, page_size, len(items)):
                 break
-        return tasks
+        return out
 
     # -- plumbing
 
