@@ -28,9 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pkg")
-    return package.build(
-        source=REPO / "functions" / "scaler", policies=REPO / "policies", out=out
-    )
+    return package.build(source=REPO / "functions" / "scaler", policies=REPO / "policies", out=out)
 
 
 def test_the_zip_holds_the_function_its_policies_and_cp310_wheels(built: Path) -> None:
@@ -40,7 +38,9 @@ def test_the_zip_holds_the_function_its_policies_and_cp310_wheels(built: Path) -
     assert "policies/beijing-edge.yaml" in names
     assert "edgescaler/data/demo-policy.yaml" in names
     compiled = [n for n in names if n.endswith(".so")]
-    assert any(n.startswith("pydantic_core/") and "cpython-310-x86_64-linux-gnu" in n for n in compiled)
+    assert any(
+        n.startswith("pydantic_core/") and "cpython-310-x86_64-linux-gnu" in n for n in compiled
+    )
     assert all("cpython-311" not in n for n in compiled)
     assert not any(n.startswith(("fc2/", "tests/", "boto3/")) for n in names)
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
@@ -61,7 +61,9 @@ def test_an_invalid_policy_stops_the_build(tmp_path: Path) -> None:
 
     with pytest.raises(PolicyError):
         package.build(
-            source=REPO / "functions" / "scaler", policies=bad, out=tmp_path / "out",
+            source=REPO / "functions" / "scaler",
+            policies=bad,
+            out=tmp_path / "out",
             fetch=lambda reqs, dest: pytest.fail("must not download for an invalid policy"),
         )
 
@@ -118,7 +120,11 @@ def test_the_packaged_handler_runs_on_python_310(
     )
     proc = subprocess.run(
         [interpreter, "-S", "-c", script, str(code)],
-        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (o,) = json.loads(proc.stdout)["outcomes"]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from edgescaler import policyfile, reconcile
-from edgescaler.cloud.cs import CSClient
 from edgescaler.cloud.credentials import Credentials
+from edgescaler.cloud.cs import CSClient
 from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
 from edgescaler.handler import Runtime, count_workers, handle
 from edgescaler.sensitive import Secret
@@ -82,8 +82,11 @@ class Env:
         runtime = Runtime(settings, self.env, None, self.clock)
         try:
             return reconcile.reconcile(
-                policyfile.load([settings.policy_dir]), runtime.open_store(),
-                runtime.cloud_for, count_workers, now=self.clock(),
+                policyfile.load([settings.policy_dir]),
+                runtime.open_store(),
+                runtime.cloud_for,
+                count_workers,
+                now=self.clock(),
             )
         finally:
             runtime.close()
@@ -130,9 +133,15 @@ def test_a_task_we_did_not_start_is_untracked(env: Env) -> None:
     creds = Credentials(config.access_key_id, Secret(config.access_key_secret))
     with CSClient("cn-hangzhou", lambda: creds, endpoint=env.emu.url, clock=env.clock) as cs:
         body = {
-            "count": 1, "worker_instance_type": "ens.sn1.tiny", "ens_region_id": "cn-hangzhou-telecom",
-            "worker_image_id": "m-X", "ens_internet_charge_type": "BandwidthByDay", "worker_period": 1,
-            "login_password": "Console-Passw0rd", "worker_system_disk_size": 20, "is_edge_worker": True,
+            "count": 1,
+            "worker_instance_type": "ens.sn1.tiny",
+            "ens_region_id": "cn-hangzhou-telecom",
+            "worker_image_id": "m-X",
+            "ens_internet_charge_type": "BandwidthByDay",
+            "worker_period": 1,
+            "login_password": "Console-Passw0rd",
+            "worker_system_disk_size": 20,
+            "is_edge_worker": True,
         }
         task = cs.scale_out(CLUSTER, body).task_id
     (view,) = env.views()
@@ -169,8 +178,14 @@ def test_reconcile_cli_json(tmp_path: Path) -> None:
         assert env.run()["outcomes"][0]["outcome"] == "scaled"
         proc = subprocess.run(
             [sys.executable, "-m", "edgescaler.cli", "reconcile", "--json"],
-            env={**env.env, "PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(sys.path)},
-            capture_output=True, text=True, timeout=60,
+            env={
+                **env.env,
+                "PATH": os.environ.get("PATH", ""),
+                "PYTHONPATH": os.pathsep.join(sys.path),
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert proc.returncode == 0, proc.stderr
     (view,) = json.loads(proc.stdout)

@@ -39,8 +39,13 @@ T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
 
 def claim(seq: int = 1, policy: str = "p") -> Activity:
     return Activity(
-        cluster_id=CLUSTER, seq=seq, policy=policy, add=1, status=CLAIMED,
-        created_at=T0, updated_at=T0,
+        cluster_id=CLUSTER,
+        seq=seq,
+        policy=policy,
+        add=1,
+        status=CLAIMED,
+        created_at=T0,
+        updated_at=T0,
     )
 
 
@@ -260,8 +265,11 @@ def test_explicit_credentials_never_show_in_errors(moto_s3: MotoS3) -> None:
         "LTAIexplicitkeyid", Secret("explicit-secret-value"), Secret("sts-token-value")
     )
     store = S3Store(
-        "edgescaler-bucket", "p", endpoint_url=f"http://127.0.0.1:{free_port()}",
-        probe=False, credentials=creds,
+        "edgescaler-bucket",
+        "p",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        probe=False,
+        credentials=creds,
     )
     with pytest.raises(StoreError) as err:
         store.append(claim())
@@ -293,7 +301,10 @@ def test_alibaba_credentials_are_used_when_aws_ones_are_absent(
 
     # With AWS_ACCESS_KEY_ID set, boto's own chain (here: the fixture's fake AWS keys) wins.
     both = store_at(
-        s3_proxy.url, moto_s3, moto_s3.new_prefix(), probe=False,
+        s3_proxy.url,
+        moto_s3,
+        moto_s3.new_prefix(),
+        probe=False,
         env={**env, "AWS_ACCESS_KEY_ID": FAKE_KEY_ID},
     )
     assert both.get(CLUSTER, 1) is None

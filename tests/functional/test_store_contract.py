@@ -10,7 +10,6 @@ import pytest
 from edgescaler.errors import ConflictError
 from edgescaler.store.base import CLAIMED, SUBMITTED, SUCCEEDED, Activity, Store
 from tests.support.builders import NOW
-from tests.support.stores import any_store  # noqa: F401 - fixture
 
 CLUSTER = "c0123456789abcdef"
 

@@ -49,8 +49,14 @@ FAKE_SECRET = "moto-fake-secret-key-never-printed"
 
 _POLL = 0.05  # serve_forever's shutdown check: stopping a server takes at most this long
 _HOP_BY_HOP = {
-    "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-    "proxy-connection", "expect",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "expect",
 }
 _CONFLICT_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ConditionalRequestConflict</Code>'
@@ -159,11 +165,21 @@ def _fake_aws_env(mp: pytest.MonkeyPatch, scratch: Path) -> None:
     mp.setenv("AWS_CONFIG_FILE", str(scratch / "aws-config-absent"))
     mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(scratch / "aws-credentials-absent"))
     for name in (
-        "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_REGION",
-        "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-        "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
         "ALIBABA_CLOUD_SECURITY_TOKEN",
-        "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
     ):
         mp.delenv(name, raising=False)
     no_proxy = os.environ.get("NO_PROXY", "")

@@ -35,10 +35,18 @@ def act(
 ) -> Activity:
     created = NOW - ago
     return Activity(
-        cluster_id="c0123456789", seq=seq, policy="p", add=add, status=status,
-        created_at=created, updated_at=created,
-        ended_at=NOW - ended_ago if ended_ago is not None else None, task_id=f"T-{seq}",
-        ens_region_id=region, instance_type=itype, error="boom" if status == FAILED else None,
+        cluster_id="c0123456789",
+        seq=seq,
+        policy="p",
+        add=add,
+        status=status,
+        created_at=created,
+        updated_at=created,
+        ended_at=NOW - ended_ago if ended_ago is not None else None,
+        task_id=f"T-{seq}",
+        ens_region_id=region,
+        instance_type=itype,
+        error="boom" if status == FAILED else None,
     )
 
 
@@ -89,12 +97,14 @@ def test_zero_cooldown_only_in_flight_blocks() -> None:
 
 # -- backoff: 5 min after one failure, doubling to 30 min, forgotten 3 h after the last ----------
 
-@pytest.mark.parametrize(
-    ("failures", "wait_minutes"), [(1, 5), (2, 10), (3, 20), (4, 30), (7, 30)]
-)
+
+@pytest.mark.parametrize(("failures", "wait_minutes"), [(1, 5), (2, 10), (3, 20), (4, 30), (7, 30)])
 def test_backoff_doubles_to_a_cap(failures: int, wait_minutes: int) -> None:
     p = policy(cooldown="0s")
-    acts = [act(i + 1, FAILED, timedelta(minutes=60 - i), timedelta(minutes=60 - i)) for i in range(failures)]
+    acts = [
+        act(i + 1, FAILED, timedelta(minutes=60 - i), timedelta(minutes=60 - i))
+        for i in range(failures)
+    ]
     acts[-1] = act(failures, FAILED, timedelta(minutes=2), timedelta(minutes=2))
     v = check(*acts, p=p)
     assert (v.outcome, v.blocking_seq) == ("backoff", failures)
@@ -124,7 +134,10 @@ def test_success_resets_the_streak() -> None:
 
 def test_backoff_is_forgotten_after_three_hours() -> None:
     p = policy(cooldown="0s")
-    old = [act(i, FAILED, timedelta(hours=5, minutes=i), timedelta(hours=5, minutes=i)) for i in (1, 2, 3)]
+    old = [
+        act(i, FAILED, timedelta(hours=5, minutes=i), timedelta(hours=5, minutes=i))
+        for i in (1, 2, 3)
+    ]
     assert check(*old, p=p).allowed
     # a new failure after a forgotten streak starts again at 5 min
     v = check(*old, act(4, FAILED, timedelta(minutes=1), timedelta(minutes=1)), p=p)
@@ -141,6 +154,7 @@ def test_backoff_is_per_region_and_instance_type() -> None:
 
 # -- untracked scale-out tasks ------------------------------------------------------------------
 
+
 def test_a_running_task_we_did_not_start_holds_the_cluster() -> None:
     mine = act(1, SUCCEEDED, timedelta(hours=1), timedelta(hours=1))
     assert guard.untracked(["T-1"], [mine]).allowed
@@ -149,6 +163,7 @@ def test_a_running_task_we_did_not_start_holds_the_cluster() -> None:
 
 
 # -- budgets ------------------------------------------------------------------------------------
+
 
 def test_budgets_clamp_from_the_log() -> None:
     p = policy(budget={"nodes_per_hour": 10, "nodes_per_day": 12})
@@ -159,7 +174,10 @@ def test_budgets_clamp_from_the_log() -> None:
         act(4, SUCCEEDED, timedelta(minutes=10), add=4),
     ]
     clamps = guard.budget_clamps(5, acts, p.budget, now=NOW)
-    assert [(c.limit, c.before, c.after) for c in clamps] == [("budget_hour", 5, 3), ("budget_day", 3, 1)]
+    assert [(c.limit, c.before, c.after) for c in clamps] == [
+        ("budget_hour", 5, 3),
+        ("budget_day", 3, 1),
+    ]
     assert "7 of 10 nodes per hour used" in clamps[0].detail
     assert guard.budget_clamps(1, acts, p.budget, now=NOW) == []
     assert guard.budget_clamps(5, acts, None, now=NOW) == []
@@ -167,5 +185,24 @@ def test_budgets_clamp_from_the_log() -> None:
 
 def test_exhausted_budget_clamps_to_zero() -> None:
     p = policy(budget={"nodes_per_hour": 4})
-    clamps = guard.budget_clamps(2, [act(1, SUCCEEDED, timedelta(minutes=59), add=4)], p.budget, now=NOW)
+    clamps = guard.budget_clamps(
+        2, [act(1, SUCCEEDED, timedelta(minutes=59), add=4)], p.budget, now=NOW
+    )
     assert clamps[-1].after == 0
+
+
+def test_a_failure_is_governed_by_backoff_not_cooldown() -> None:
+    # cooldown 10m would still run from this request; a failed scale-out added nothing, so the
+    # backoff (5 min after the first failure) decides, and says so.
+    failed = act(1, FAILED, timedelta(minutes=3), timedelta(minutes=2))
+    v = check(failed)
+    assert (v.outcome, v.blocking_seq) == ("backoff", 1)
+    assert check(act(1, FAILED, timedelta(minutes=7), timedelta(minutes=6))).allowed
+
+
+def test_cooldown_of_an_earlier_success_still_applies_after_a_failure() -> None:
+    v = check(
+        act(1, SUCCEEDED, timedelta(minutes=8), timedelta(minutes=7)),
+        act(2, REJECTED, timedelta(minutes=7), timedelta(minutes=7)),
+    )
+    assert (v.outcome, v.blocking_seq) == ("cooling_down", 1)

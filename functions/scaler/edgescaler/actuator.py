@@ -114,7 +114,9 @@ class ScaleOutActuator:
         except SecretError as exc:
             return outcome(report.ERROR, str(exc))
 
-        seq = (activities[-1].seq if activities else self._store.last_seq(cluster)) + 1
+        # The claim goes right after the snapshot the guard and the decision were made on, never
+        # after a fresh read: anything appended since then must make this create-only write fail.
+        seq = (activities[-1].seq if activities else 0) + 1
         claim = Activity(
             cluster_id=cluster,
             seq=seq,

@@ -2,15 +2,17 @@
 
 :func:`check` applies these rules in order; the first that holds decides:
 
-1. ``cooling_down`` — the last scale-out was requested less than ``cooldown`` ago;
+1. ``cooling_down`` — the last scale-out that may have added capacity (any but a failed,
+   timed-out or refused one) was requested less than ``cooldown`` ago;
 2. ``in_flight`` — a scale-out is still open: claimed but unanswered, its task still running,
    or its outcome unknown (we never add nodes on top of capacity that may be on its way);
    :func:`untracked` extends this to scale-out tasks edgescaler did not start;
-3. ``cooling_down`` — the last scale-out *ended* less than ``cooldown`` ago: new nodes need time
+3. ``cooling_down`` — that scale-out *ended* less than ``cooldown`` ago: new nodes need time
    to join and take load before the metrics mean anything again;
 4. ``backoff`` — scale-outs of this (cluster, ENS region, instance type) failed, timed out or were
    refused recently: wait 5 min after the first failure, doubling up to 30 min; a streak is
-   forgotten 3 h after its last failure (cluster-autoscaler's defaults).
+   forgotten 3 h after its last failure (cluster-autoscaler's defaults). Failures are governed
+   by this rule, not by the cooldown: they added no capacity that needs time to settle.
 
 :func:`budget_clamps` then limits the add to the policy's rolling budgets (nodes per hour / per
 day, counted from every activity that may have created nodes).
@@ -71,7 +73,8 @@ def _end(a: Activity) -> datetime:
 def check(policy: Policy, activities: Sequence[Activity], *, now: datetime) -> Verdict:
     """Apply rules 1, 2, 3 and 4 to ``activities`` (one cluster, seq order) at ``now``."""
     cooldown = policy.cooldown
-    last = activities[-1] if activities else None
+    added = [a for a in activities if a.status not in FAILURES]
+    last = added[-1] if added else None
     if last is not None and now < last.created_at + cooldown:
         return Verdict(
             False,

@@ -36,9 +36,7 @@ def open_store(
 
         bucket, _, prefix = url[len("s3://") :].partition("/")
         if not bucket or "?" in url or "#" in url:
-            raise ConfigError(
-                f"EDGESCALER_STORE: expected s3://bucket/prefix, got {url[:80]!r}"
-            )
+            raise ConfigError(f"EDGESCALER_STORE: expected s3://bucket/prefix, got {url[:80]!r}")
         return S3Store(bucket, prefix, endpoint_url=s3_endpoint, credentials=credentials)
     if url == "memory://":
         from edgescaler.store.memory import MemoryStore

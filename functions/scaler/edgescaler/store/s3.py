@@ -216,9 +216,7 @@ class S3Store(Store):
         try:
             import botocore.session
         except ImportError:  # pragma: no cover - depends on the install
-            raise ConfigError(
-                "s3 store needs boto3: pip install 'edgescaler[s3]'"
-            ) from None
+            raise ConfigError("s3 store needs boto3: pip install 'edgescaler[s3]'") from None
         creds = client_credentials(env, credentials)
         kwargs: dict[str, Any] = {}
         if creds is not None:
@@ -262,9 +260,7 @@ class S3Store(Store):
 
     def _error(self, op: str, key: str, failure: _Failure) -> StoreError:
         status = f" (HTTP {failure.status})" if failure.status else ""
-        return StoreError(
-            f"{self._where()}: {op} {key}: {failure.code}{status}: {failure.detail}"
-        )
+        return StoreError(f"{self._where()}: {op} {key}: {failure.code}{status}: {failure.detail}")
 
     # -- calls ----------------------------------------------------------------------------
     def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:

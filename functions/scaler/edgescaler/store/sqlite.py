@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from edgescaler.errors import ConflictError, StoreError
@@ -23,6 +24,9 @@ CREATE TABLE IF NOT EXISTS kv (
 """
 
 
+_INIT_TRIES = 8  # pauses of 10 ms doubling: about 1.3 s in all
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str | Path, *, timeout: float = 10.0) -> None:
         self.path = Path(path)
@@ -31,11 +35,25 @@ class SQLiteStore(Store):
         try:
             if str(self.path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = self._conn()
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
+            self._init_schema()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"sqlite store {self.path}: {exc}") from None
+
+    def _init_schema(self) -> None:
+        # Several processes creating the same new file at once: while it is still in
+        # rollback-journal mode, switching it to WAL can fail with "database is locked" at once,
+        # without waiting for the busy timeout (SQLite's deadlock avoidance). Both statements are
+        # idempotent, so try again after a short pause.
+        for attempt in range(_INIT_TRIES):
+            try:
+                conn = self._conn()
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == _INIT_TRIES - 1:
+                    raise
+            time.sleep(0.01 * 2**attempt)
 
     def _conn(self) -> sqlite3.Connection:
         # One connection per thread: sqlite3 connections must not be shared across threads.
