@@ -39,9 +39,8 @@ SCENARIO: list[tuple[float, float, float | None]] = [
     (0.0, 2.5, 0),
     (0.8, 4.2, 0),
     (3.8, 7.9, None),
-    (4.8, 7.9, 3),
-    (7.8, 13.0, 12),
-    (10.8, 13.0, 0),
+    (5.8, 7.9, 3),
+    (8.8, 13.0, 12),
 ]
 
 
@@ -95,8 +94,8 @@ def main(*, json_output: bool = False, out: Callable[[str], None] = print) -> in
         ]
         config = EmulatorConfig(
             clusters={CLUSTER_ID: ClusterSpec(edge_workers=2, masters=3, cloud_workers=1)},
-            task_delay=1.0,
-            join_delay=1.5,
+            task_delay=0.5,
+            join_delay=1.0,
             scenario=scenario,
         )
         with Emulator(config).start() as emu:
@@ -152,9 +151,11 @@ def main(*, json_output: bool = False, out: Callable[[str], None] = print) -> in
             f"  #{act.seq} +{act.add} task={act.task_id} status={act.status} "
             f"request_id={act.request_id}"
         )
-    nodes = state.get("node_counts", {}).get(CLUSTER_ID)
-    if nodes is not None:
-        out(f"cluster node counts at the end: {nodes}")
+    nodes = state["nodes"][CLUSTER_ID]
+    out(
+        f"ENS workers at the end: {nodes['edge_running']} running, {nodes['edge_initial']} "
+        f"joining (plus {nodes['masters']} masters, {nodes['cloud_workers']} cloud workers)"
+    )
     ok = any(a.task_id for a in history) and len(calls) == len(history)
     out(
         "demo finished: "
