@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from edgescaler.cloud.emulator import (
     verify_signature,
 )
 from edgescaler.sensitive import Secret
+from tests.support.clock import FakeClock as _FakeClock
 
 T0 = 1_735_787_045.0  # 2025-01-02T03:04:05Z
 CLUSTER = "c-test-0001"
@@ -62,20 +63,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TLS = ssl.create_default_context()
 
 
-class FakeClock:
-    """Wall seconds that only move when a test says so."""
-
+class FakeClock(_FakeClock):
     def __init__(self, start: float = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def dt(self) -> datetime:
-        return datetime.fromtimestamp(self.now, tz=timezone.utc)
+        super().__init__(start)
 
 
 def creds(

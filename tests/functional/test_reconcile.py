@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,10 @@ from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, Sce
 from edgescaler.handler import Runtime, count_workers, handle
 from edgescaler.sensitive import Secret
 from edgescaler.settings import Settings
+from tests.support.clock import FakeClock
 
 CLUSTER = "c0reconcile000000000000000000001"
-START = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc).timestamp()
 POLICY = f"""\
 name: recon
 cluster_id: {CLUSTER}
@@ -45,22 +47,8 @@ rules:
 """
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def seconds(self) -> float:
-        return self.now.timestamp()
-
-    def advance(self, **kw: float) -> None:
-        self.now += timedelta(**kw)
-
-
 class Env:
-    def __init__(self, tmp: Path, emu: Emulator, clock: Clock) -> None:
+    def __init__(self, tmp: Path, emu: Emulator, clock: FakeClock) -> None:
         self.emu, self.clock = emu, clock
         (tmp / "policies").mkdir()
         (tmp / "policies" / "recon.yaml").write_text(POLICY)
@@ -75,18 +63,18 @@ class Env:
         }
 
     def run(self) -> dict:  # type: ignore[type-arg]
-        return handle(b"{}", None, env=self.env, now=self.clock)
+        return handle(b"{}", None, env=self.env, now=self.clock.dt)
 
     def views(self) -> list[reconcile.ClusterView]:
         settings = Settings.from_env(self.env)
-        runtime = Runtime(settings, self.env, None, self.clock)
+        runtime = Runtime(settings, self.env, None, self.clock.dt)
         try:
             return reconcile.reconcile(
                 policyfile.load([settings.policy_dir]),
                 runtime.open_store(),
                 runtime.cloud_for,
                 count_workers,
-                now=self.clock(),
+                now=self.clock.dt(),
             )
         finally:
             runtime.close()
@@ -108,10 +96,10 @@ def emu_config() -> EmulatorConfig:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    clock = Clock()
+    clock = FakeClock(START)
     config = emu_config()
-    config.scenario_start = clock.seconds()
-    with Emulator(config, clock=clock.seconds).start() as emu:
+    config.scenario_start = clock()
+    with Emulator(config, clock=clock).start() as emu:
         yield Env(tmp_path, emu, clock)
 
 
@@ -119,7 +107,7 @@ def test_a_submitted_activity_whose_task_ended_is_a_status_mismatch_until_polled
     first = env.run()
     assert first["outcomes"][0]["outcome"] == "scaled"
     assert env.kinds() == []  # task running, log says submitted: in sync
-    env.clock.advance(minutes=2)  # task succeeded in the cloud, nobody polled yet
+    env.clock.advance(2 * 60)  # task succeeded in the cloud, nobody polled yet
     (view,) = env.views()
     (drift,) = view.drift
     assert drift.kind == "status_mismatch" and drift.seq == 1
@@ -131,7 +119,7 @@ def test_a_submitted_activity_whose_task_ended_is_a_status_mismatch_until_polled
 def test_a_task_we_did_not_start_is_untracked(env: Env) -> None:
     config = emu_config()
     creds = Credentials(config.access_key_id, Secret(config.access_key_secret))
-    with CSClient("cn-hangzhou", lambda: creds, endpoint=env.emu.url, clock=env.clock) as cs:
+    with CSClient("cn-hangzhou", lambda: creds, endpoint=env.emu.url, clock=env.clock.dt) as cs:
         body = {
             "count": 1,
             "worker_instance_type": "ens.sn1.tiny",
@@ -153,7 +141,7 @@ def test_a_task_we_did_not_start_is_untracked(env: Env) -> None:
 def test_nodes_that_never_join_and_unresolved_scale_outs(env: Env) -> None:
     env.emu.inject_task_fault("never_join")
     assert env.run()["outcomes"][0]["outcome"] == "scaled"
-    env.clock.advance(minutes=31)
+    env.clock.advance(31 * 60)
     kinds = env.kinds()
     assert kinds.count("never_joined") == 3  # +3 to reach ceil(5 / 1) = 5
     assert "status_mismatch" in kinds  # log: submitted, cloud: timeout
@@ -171,8 +159,7 @@ def test_an_ambiguous_scale_out_is_unresolved(env: Env) -> None:
 
 
 def test_reconcile_cli_json(tmp_path: Path) -> None:
-    wall = Clock()
-    wall.now = datetime.now(timezone.utc)
+    wall = FakeClock(time.time())
     with Emulator(emu_config()).start() as emu:
         env = Env(tmp_path, emu, wall)
         assert env.run()["outcomes"][0]["outcome"] == "scaled"

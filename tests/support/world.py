@@ -34,6 +34,7 @@ from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, Sce
 from edgescaler.sensitive import Secret
 from edgescaler.store.base import REJECTED, Activity, Store
 from edgescaler.store.sqlite import SQLiteStore
+from tests.support.clock import FakeClock as _FakeClock
 
 T0 = 1_795_000_000.0  # 2026-11-18T09:46:40Z; whole seconds, as the emulator's dates are
 KEY_ID = "LTAIworldKeyId000001"
@@ -66,20 +67,9 @@ rules:
 """
 
 
-class FakeClock:
-    """Wall seconds that move only when a test says so."""
-
+class FakeClock(_FakeClock):
     def __init__(self, start: float = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def dt(self) -> datetime:
-        return datetime.fromtimestamp(self.now, tz=timezone.utc)
+        super().__init__(start)
 
 
 def wall_dt() -> datetime:

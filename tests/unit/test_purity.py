@@ -55,6 +55,9 @@ def test_fc_entry_imports_no_network_clients() -> None:
         "'fc2', 'sqlite3') if m in sys.modules]; print(','.join(heavy))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(PACKAGE.parent)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, str(PACKAGE.parent)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == ""
