@@ -29,6 +29,7 @@ from edgescaler.store.base import (
     REJECTED,
     SUBMITTED,
     SUCCEEDED,
+    TIMED_OUT,
     UNKNOWN,
     Activity,
 )
@@ -394,4 +395,28 @@ def test_missing_password_is_an_error_without_claim_or_post(tmp_path: Path) -> N
         o = w.outcome(RUN)
         assert o["outcome"] == "error" and f"{PASSWORD_ENV} is not set" in o["reason"]
         assert w.activities(w.clusters["edge-a"]) == [] and calls(w, "ScaleOutCluster") == 0
+        w.check_invariant()
+
+
+def test_a_task_running_past_timeout_mins_is_recorded_timed_out(tmp_path: Path) -> None:
+    clock = FakeClock()
+    # the cloud's task would run for 2 h; the policy gives provisioning 15 min; the load keeps
+    # asking for more nodes than the joining ones
+    world = build_world(
+        tmp_path, clock=clock, task_delay=120 * MIN, timeout_mins=15, load=100, max_step=3, **SHORT
+    )
+    with world as w:
+        assert w.outcome(RUN)["outcome"] == "scaled"
+        clock.advance(14 * MIN)
+        assert w.outcome(RUN)["outcome"] == "in_flight"
+        assert only_activity(w).status == SUBMITTED
+        clock.advance(2 * MIN)
+        o = w.outcome(RUN)
+        act = only_activity(w)
+        assert act.status == TIMED_OUT and "after 15 min" in (act.error or ""), act
+        assert o["outcome"] == "backoff" and "timed_out" in o["reason"]
+        clock.advance(6 * MIN)  # past the backoff, but the cloud still runs the task
+        o = w.outcome(RUN)
+        assert o["outcome"] == "in_flight" and "still running in the cloud" in o["reason"]
+        assert len(w.posts()) == 1
         w.check_invariant()

@@ -155,11 +155,15 @@ def test_backoff_is_per_region_and_instance_type() -> None:
 # -- untracked scale-out tasks ------------------------------------------------------------------
 
 
-def test_a_running_task_we_did_not_start_holds_the_cluster() -> None:
-    mine = act(1, SUCCEEDED, timedelta(hours=1), timedelta(hours=1))
-    assert guard.untracked(["T-1"], [mine]).allowed
-    v = guard.untracked(["T-console", "T-1"], [mine])
-    assert (v.allowed, v.outcome) == (False, "in_flight") and "T-console" in v.reason
+def test_any_running_scale_out_task_holds_the_cluster() -> None:
+    mine = act(1, TIMED_OUT, timedelta(hours=1), timedelta(minutes=1))
+    assert guard.running_tasks([], [mine]).allowed
+    v = guard.running_tasks(["T-console"], [mine])
+    assert (v.allowed, v.outcome, v.blocking_seq) == (False, "in_flight", None)
+    assert "T-console not started by edgescaler" in v.reason
+    v = guard.running_tasks(["T-1"], [mine])  # ours, ended in the log as timed_out
+    assert (v.outcome, v.blocking_seq) == ("in_flight", 1)
+    assert "still running in the cloud" in v.reason
 
 
 # -- budgets ------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
    timed-out or refused one) was requested less than ``cooldown`` ago;
 2. ``in_flight`` — a scale-out is still open: claimed but unanswered, its task still running,
    or its outcome unknown (we never add nodes on top of capacity that may be on its way);
-   :func:`untracked` extends this to scale-out tasks edgescaler did not start;
+   :func:`running_tasks` extends this to every scale-out task the cloud still runs;
 3. ``cooling_down`` — that scale-out *ended* less than ``cooldown`` ago: new nodes need time
    to join and take load before the metrics mean anything again;
 4. ``backoff`` — scale-outs of this (cluster, ENS region, instance type) failed, timed out or were
@@ -109,16 +109,19 @@ def check(policy: Policy, activities: Sequence[Activity], *, now: datetime) -> V
     )
 
 
-def untracked(running_scale_outs: Iterable[str], activities: Sequence[Activity]) -> Verdict:
-    """Rule 2 for tasks: a running scale-out task of the cluster that no activity accounts for
-    (started from the console or another tool) holds the cluster like our own would."""
-    ours = {a.task_id for a in activities if a.task_id}
-    foreign = sorted(set(running_scale_outs) - ours)
-    if foreign:
-        return Verdict(
-            False, IN_FLIGHT, f"scale-out task {foreign[0]} not started by edgescaler is running"
-        )
-    return ALLOW
+def running_tasks(running_scale_outs: Iterable[str], activities: Sequence[Activity]) -> Verdict:
+    """Rule 2 for the cloud's view: any ``cluster_scaleout`` task still running holds the cluster
+    — one edgescaler did not start (console, another tool), or one of ours that the log already
+    ended as ``timed_out`` (the nodes may still come)."""
+    running = sorted(running_scale_outs)
+    if not running:
+        return ALLOW
+    owner = next((a for a in activities if a.task_id == running[0]), None)
+    if owner is None:
+        why = f"scale-out task {running[0]} not started by edgescaler is running"
+    else:
+        why = f"{_describe(owner)}: its task is still running in the cloud"
+    return Verdict(False, IN_FLIGHT, why, owner.seq if owner else None)
 
 
 def backoff(

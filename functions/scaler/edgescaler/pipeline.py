@@ -8,8 +8,9 @@ Per policy, concurrently, and so that one policy's failure never stops another:
 3. read capacity (DescribeClusterNodes), the cluster's scale-out tasks (DescribeClusterTasks)
    and every metric, concurrently; any metric that is empty, NaN, stale or failing →
    ``metrics_unavailable`` (do not act);
-4. decide (pure) → ``no_change`` / ``capped``; a scale-out task edgescaler did not start →
-   ``in_flight``; rolling budgets → ``budget``; or
+4. decide (pure) → ``no_change`` / ``capped``; a scale-out task still running in the cloud
+   (not started by edgescaler, or ours past its timeout) → ``in_flight``; rolling budgets →
+   ``budget``; or
 5. hand the decision to the actuator (claim + ScaleOutCluster, or dry run).
 
 Dependencies come in through :class:`Deps`; the clock arrives as ``now``.
@@ -215,7 +216,7 @@ def _evaluate(policy: Policy, request: RunRequest, deps: Deps, now: datetime) ->
         return Outcome(name, cluster, code, decision.explanation, decision=decision.to_dict())
 
     running = [t.task_id for t in scale_out_tasks if t.phase == "running"]
-    verdict = guard.untracked(running, activities)
+    verdict = guard.running_tasks(running, activities)
     if not verdict.allowed:
         assert verdict.outcome is not None
         return Outcome(name, cluster, verdict.outcome, verdict.reason, decision=decision.to_dict())
