@@ -311,6 +311,29 @@ def test_alibaba_credentials_are_used_when_aws_ones_are_absent(
     assert _signed_key_id(s3_proxy.seen) == (FAKE_KEY_ID, None)
 
 
+def test_clients_for_the_same_credentials_are_reused_across_stores(moto_s3: MotoS3) -> None:
+    # A warm FC instance opens the store on every invocation with the same STS credentials.
+    def creds(token: str) -> Credentials:
+        return Credentials(FAKE_KEY_ID, Secret(FAKE_SECRET), Secret(token))
+
+    def open_with(c: Credentials) -> S3Store:
+        return S3Store(
+            moto_s3.bucket,
+            moto_s3.new_prefix(),
+            endpoint_url=moto_s3.endpoint,
+            probe=False,
+            credentials=c,
+        )
+
+    first = open_with(creds("token-1"))
+    first.close()  # a shared client stays open for the next invocation
+    second = open_with(creds("token-1"))
+    assert second.client is first.client
+    assert second.get(CLUSTER, 1) is None  # and still works after the first store closed
+    rotated = open_with(creds("token-2"))
+    assert rotated.client is not first.client
+
+
 def test_client_credentials_choice() -> None:
     alibaba = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAIx", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s"}
     got = client_credentials(alibaba)

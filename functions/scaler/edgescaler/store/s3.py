@@ -44,6 +44,7 @@ the error code, never a credential.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import re
@@ -73,6 +74,12 @@ _probed: set[tuple[str, str]] = set()
 _probed_lock = threading.Lock()
 _loader: Any = None
 _loader_lock = threading.Lock()
+# Clients built from explicit credentials, reused by later invocations of a warm FC instance
+# (building one costs ~70 ms of CPU). Keyed by a hash of the credentials, so rotated STS
+# credentials get a new client; the oldest is dropped beyond a few.
+_clients: dict[tuple[str, ...], Any] = {}
+_clients_lock = threading.Lock()
+_MAX_CLIENTS = 4
 
 
 def clear_probe_cache() -> None:
@@ -233,16 +240,34 @@ class S3Store(Store):
             or env.get("AWS_DEFAULT_REGION")
             or "us-east-1"
         )
+        cache_key: tuple[str, ...] | None = None
+        if creds is not None:
+            # The default chain (creds None) is resolved per session and must stay so; explicit
+            # credentials are fixed for the client's life, so the client can be shared.
+            digest = hashlib.sha256("\0".join(map(str, kwargs.values())).encode()).hexdigest()
+            cache_key = (endpoint_url or "", region, digest)
+            with _clients_lock:
+                cached = _clients.get(cache_key)
+            if cached is not None:
+                self._owns_client = False
+                return cached
         config = _client_config(endpoint_url)
         try:
             session = botocore.session.get_session()
             session.register_component("data_loader", _shared_loader(session))
-            return session.create_client(
+            client = session.create_client(
                 "s3", region_name=region, endpoint_url=endpoint_url, config=config, **kwargs
             )
         except Exception as exc:  # botocore raises many unrelated types for a bad setup
             detail = self._scrub(f"{type(exc).__name__}: {exc}")
             raise ConfigError(f"{self._where()}: cannot build client: {detail}") from None
+        if cache_key is not None:
+            self._owns_client = False  # shared from now on: close() must leave it open
+            with _clients_lock:
+                _clients[cache_key] = client
+                while len(_clients) > _MAX_CLIENTS:
+                    _clients.pop(next(iter(_clients)))
+        return client
 
     # -- messages -------------------------------------------------------------------------
     def _where(self) -> str:
