@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.events import EVENTS
 from tests.support.world import FakeClock, World, build_world
 
 TICK = {"triggerName": "every-minute", "triggerTime": "2026-11-27T07:05:00Z", "payload": ""}
@@ -85,3 +86,14 @@ def test_the_next_tick_is_a_new_trigger_held_by_the_cooldown(
         assert store.event("timer:every-minute:2026-11-27T07:05:00Z") is not None
     finally:
         store.close()
+
+
+def test_eventbridge_redelivery_is_a_duplicate(world: World, clock: FakeClock) -> None:
+    event = json.loads((EVENTS / "eventbridge-alert.json").read_text())
+    assert world.outcome(event)["outcome"] == "scaled"
+    clock.advance(30)
+    assert world.outcome(event)["outcome"] == "duplicate_event"  # same source + id
+    clock.advance(30)
+    other = {**event, "id": "another-delivery-id"}
+    assert world.outcome(other)["outcome"] == "cooling_down"  # a new alarm, judged on its own
+    assert len(world.posts()) == 1

@@ -58,9 +58,9 @@ scale_out:
   worker_system_disk_size: 40
   is_edge_worker: true
   timeout_mins: {timeout_mins}
-limits: {{min_nodes: 1, max_nodes: 40, max_step: {max_step}}}
+limits: {{min_nodes: 1, max_nodes: {max_nodes}, max_step: {max_step}}}
 cooldown: {cooldown}
-{prometheus}metrics:
+{budget}{prometheus}metrics:
   load: {{query: {query}}}
 rules:
   - {{type: target_tracking, metric: load, target_per_node: 2}}
@@ -87,6 +87,8 @@ def policy_yaml(
     cooldown: str = "10m",
     timeout_mins: int = 60,
     max_step: int = 5,
+    max_nodes: int = 40,
+    budget: Mapping[str, int] | None = None,
     password_env: str = PASSWORD_ENV,
     query: str = LOAD,
     prometheus_url: str | None = None,
@@ -103,7 +105,9 @@ def policy_yaml(
         password_env=password_env,
         timeout_mins=timeout_mins,
         max_step=max_step,
+        max_nodes=max_nodes,
         cooldown=cooldown,
+        budget=f"budget: {json.dumps(dict(budget))}\n" if budget else "",
         prometheus=prometheus,
         query=json.dumps(query),
     )

@@ -111,13 +111,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from edgescaler.handler import Runtime
     from edgescaler.settings import Settings
-    from edgescaler.store import open_store
 
     try:
         settings = Settings.from_env(os.environ)
-        store = open_store(settings.store, s3_endpoint=settings.s3_endpoint)
-        acts = store.history(cluster_id=args.cluster, policy=args.policy, limit=args.limit)
+        runtime = Runtime(settings, os.environ, None, lambda: datetime.now(timezone.utc))
+        try:
+            store = runtime.open_store()
+            acts = store.history(cluster_id=args.cluster, policy=args.policy, limit=args.limit)
+        finally:
+            runtime.close()
     except EdgescalerError as exc:
         return _fail(str(exc))
     if args.json:

@@ -97,6 +97,15 @@ class PasswordRef(_Model):
         return self
 
 
+def _disk_size(v: int, low: int, high: int, range_message: str) -> int:
+    """ENS disks: GiB within [low, high], in steps of 10."""
+    if not low <= v <= high:
+        raise ValueError(range_message)
+    if v % 10:
+        raise ValueError("must be a multiple of 10")
+    return v
+
+
 def _reject_inline_password(value: Any) -> Any:
     if isinstance(value, str):
         # Deliberately not echoing the value: it may be a real password.
@@ -132,22 +141,14 @@ class ScaleOutSpec(_Model):
     @field_validator("worker_system_disk_size")
     @classmethod
     def _system_disk(cls, v: int) -> int:
-        if not 20 <= v <= 100:
-            raise ValueError("must be between 20 and 100 (GiB)")
-        if v % 10:
-            raise ValueError("must be a multiple of 10")
-        return v
+        return _disk_size(v, 20, 100, "must be between 20 and 100 (GiB)")
 
     @field_validator("worker_data_disk_size")
     @classmethod
     def _data_disk(cls, v: int) -> int:
-        if v == 0:
+        if v == 0:  # no data disk
             return v
-        if not 20 <= v <= 200:
-            raise ValueError("must be 0 (no data disk) or between 20 and 200 (GiB)")
-        if v % 10:
-            raise ValueError("must be a multiple of 10")
-        return v
+        return _disk_size(v, 20, 200, "must be 0 (no data disk) or between 20 and 200 (GiB)")
 
     @field_validator("is_edge_worker")
     @classmethod
