@@ -29,6 +29,7 @@ from edgescaler.store.base import (
     REJECTED,
     SUBMITTED,
     SUCCEEDED,
+    THROTTLED,
     TIMED_OUT,
     UNKNOWN,
     Activity,
@@ -126,23 +127,29 @@ def test_a_scale_out_that_went_through_unseen_is_found_and_never_resent(
 # -- ScaleOutCluster refused; GET failures --------------------------------------------------------
 
 
-def test_throttled_scale_out_is_rejected_then_backs_off(tmp_path: Path) -> None:
+def test_throttled_scale_out_holds_seconds_not_minutes(tmp_path: Path) -> None:
+    """Throttling is the API's rate limit, not a provisioning failure: a short jittered hold
+    (seconds to a minute, at least the server's x-acs-retry-after), no 5-minute backoff."""
     clock = FakeClock()
     with build_world(tmp_path, clock=clock, **SHORT) as w:
-        w.emulator.inject("ScaleOutCluster", "throttle")
+        w.emulator.inject("ScaleOutCluster", "throttle", seconds=20)
         first = w.outcome(RUN)
-        assert first["outcome"] == "error" and "refused" in first["reason"]
+        assert first["outcome"] == "backoff" and "throttled" in first["reason"], first
         assert "Throttling.User" in first["reason"]
         act = only_activity(w)
-        assert act.status == REJECTED and "Throttling.User" in (act.error or "")
+        assert act.status == THROTTLED and "Throttling.User" in (act.error or "")
+        assert act.retry_at is not None
+        hold = (act.retry_at - act.created_at).total_seconds()
+        assert 20 <= hold <= 60, hold  # the server asked for 20 s; never more than a minute
 
-        clock.advance(MIN + 1)
+        clock.advance(hold / 2)
         second = w.outcome(RUN)
-        assert second["outcome"] == "backoff" and "Throttling.User" in second["reason"]
+        assert second["outcome"] == "backoff" and "throttled" in second["reason"], second
         assert w.posts() == [] and calls(w, "ScaleOutCluster") == 1
 
-        clock.advance(4 * MIN)
+        clock.advance(hold / 2 + 1)  # not 5 minutes: throttling added nothing, failed nothing
         assert w.outcome(RUN)["outcome"] == "scaled"
+        assert calls(w, "ScaleOutCluster") == 2
         w.check_invariant()
 
 

@@ -114,8 +114,9 @@ def test_bad_input_is_reported_not_raised(fc: tuple[Emulator, dict[str, str]]) -
     assert report["error"].startswith("EDGESCALER_DRY_RUN: expected true or false")
 
 
-def wsgi(body: bytes, query: str) -> dict[str, Any]:
+def wsgi(body: bytes, query: str, method: str = "POST") -> dict[str, Any]:
     return {
+        "REQUEST_METHOD": method,
         "QUERY_STRING": query,
         "CONTENT_LENGTH": str(len(body)),
         "wsgi.input": io.BytesIO(body),

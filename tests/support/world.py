@@ -32,7 +32,8 @@ from typing import Any
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
 from edgescaler.sensitive import Secret
-from edgescaler.store.base import REJECTED, Activity, Store
+from edgescaler.guard import ADDED_NOTHING
+from edgescaler.store.base import Activity, Store
 from edgescaler.store.sqlite import SQLiteStore
 from tests.support.clock import FakeClock as _FakeClock
 
@@ -193,13 +194,13 @@ class World:
 
     def check_invariant(self) -> None:
         """Per cluster: performed POSTs (minus the test's own "foreign" ones) == activities that
-        are not rejected; every activity's task id is an emulator task of that cluster, and no
+        may have created nodes (not rejected or throttled); every activity's task id is an emulator task of that cluster, and no
         task id is claimed by two activities."""
         tasks = {t["task_id"]: t["cluster_id"] for t in self.emulator.state()["tasks"]}
         for cluster in sorted(set(self.clusters.values())):
             acts = self.activities(cluster)
             ours = [p for p in self.posts(cluster) if p["task_id"] not in self.foreign_tasks]
-            live = [a for a in acts if a.status != REJECTED]
+            live = [a for a in acts if a.status not in ADDED_NOTHING]
             assert len(ours) == len(live), (
                 f"{cluster}: {len(ours)} POSTs performed but {len(live)} non-rejected activities: "
                 f"{[(a.seq, a.status, a.task_id) for a in acts]}"

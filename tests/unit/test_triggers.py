@@ -51,7 +51,7 @@ MESSAGES = {
     "unknown-key": "unknown key 'action'",
     "timer-payload-mapping": "payload must be a string",
     "timer-bad-time": "triggerTime 'yesterday' is not an ISO 8601 time",
-    "timer-payload-not-json": "payload is not JSON",
+    "timer-payload-not-json": "payload: not JSON",
     "truncated": "not JSON",
     "not-utf8": "not UTF-8",
     "bad-policy-name": "'Bad Name!' is not a policy name",

@@ -11,27 +11,42 @@ idempotency token):
 result                                        activity     meaning
 ============================================  ===========  =====================================
 2xx with task id                              submitted    task running; polled by later runs
+throttled (``Throttling*`` code or 429)       throttled    nothing was created; a short hold
 4xx API error                                 rejected     nothing was created
 connection refused / connect timeout          rejected     the request never left
 read timeout, 5xx, 2xx without task id        unknown      may have gone through: never resent;
                                                            held in flight until resolved
 ============================================  ===========  =====================================
+
+A scale-out is only begun when its whole exchange fits in the run's time left
+(``scale_out_seconds``, see :class:`~edgescaler.deadline.Deadline`); otherwise the outcome is
+``deadline`` and nothing is claimed.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from edgescaler import guard, passwords, report
+from edgescaler.deadline import Deadline
 from edgescaler.decision import Decision
 from edgescaler.errors import ConflictError, CSApiError, CSTransportError, SecretError, StoreError
 from edgescaler.policy import Policy
 from edgescaler.report import Outcome
-from edgescaler.store.base import CLAIMED, REJECTED, SUBMITTED, UNKNOWN, Activity, Store
+from edgescaler.store.base import (
+    CLAIMED,
+    REJECTED,
+    SUBMITTED,
+    THROTTLED,
+    UNKNOWN,
+    Activity,
+    Store,
+)
 
 log = logging.getLogger("edgescaler.actuator")
 
@@ -92,10 +107,17 @@ class ScaleOutActuator:
         store: Store,
         cloud_for: Callable[[str], ScaleOutAPI],
         env: Mapping[str, str],
+        *,
+        deadline: Deadline | None = None,
+        scale_out_seconds: float = 20.0,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._store = store
         self._cloud_for = cloud_for
         self._env = env
+        self._deadline = deadline
+        self._scale_out_seconds = scale_out_seconds
+        self._jitter = jitter
 
     def record(self, activity: Activity) -> None:
         self._store.update(activity)
@@ -113,6 +135,12 @@ class ScaleOutActuator:
             password = passwords.resolve(policy.scale_out.login_password, self._env, where=name)
         except SecretError as exc:
             return outcome(report.ERROR, str(exc))
+        if self._deadline is not None and not self._deadline.allows(self._scale_out_seconds):
+            return outcome(
+                report.DEADLINE,
+                f"not starting a scale-out of +{decision.add}: {self._deadline.remaining():.0f}s "
+                f"of the run left, a scale-out needs up to {self._scale_out_seconds:g}s",
+            )
 
         # The claim goes right after the snapshot the guard and the decision were made on, never
         # after a fresh read: anything appended since then must make this create-only write fail.
@@ -144,6 +172,8 @@ class ScaleOutActuator:
         try:
             result = self._cloud_for(policy.region).scale_out(cluster, body)
         except CSApiError as exc:
+            if exc.throttled:
+                return self._throttled(claim, activities, exc, ctx, outcome)
             status = UNKNOWN if exc.status >= 500 else REJECTED
             return self._finish_failed(claim, status, str(exc), exc.request_id, ctx, outcome)
         except CSTransportError as exc:
@@ -170,6 +200,32 @@ class ScaleOutActuator:
             task_id=result.task_id,
             request_id=result.request_id,
             activity_seq=seq,
+        )
+
+    def _throttled(
+        self,
+        claim: Activity,
+        activities: Sequence[Activity],
+        exc: CSApiError,
+        ctx: Context,
+        outcome: Callable[..., Outcome],
+    ) -> Outcome:
+        delay = guard.throttle_delay(activities, exc.retry_after, 0.5 + self._jitter() / 2)
+        retry_at = ctx.now + delay
+        try:
+            self._store.update(
+                claim.with_status(
+                    THROTTLED, ctx.now, error=str(exc), request_id=exc.request_id, retry_at=retry_at
+                )
+            )
+        except StoreError as error:
+            log.error("recording the throttled scale-out #%d failed: %s", claim.seq, error)
+        return outcome(
+            report.BACKOFF,
+            f"ScaleOutCluster throttled, nothing created; retrying after "
+            f"{int(delay.total_seconds())}s: {exc}",
+            request_id=exc.request_id,
+            activity_seq=claim.seq,
         )
 
     def _finish_failed(

@@ -92,20 +92,27 @@ class CSApiError(CloudError):
         code: str,
         message: str,
         request_id: str | None,
+        retry_after: float | None = None,
     ) -> None:
         self.action = action
         self.status = status
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.retry_after = retry_after
         rid = f" (request id {request_id})" if request_id else ""
         super().__init__(f"{action}: HTTP {status} {code}: {message}{rid}")
 
     @property
+    def throttled(self) -> bool:
+        """The API's rate limit (a ``Throttling*`` code or HTTP 429): nothing about the cluster
+        failed; the same call may succeed in seconds."""
+        return self.status == 429 or "throttling" in self.code.lower()
+
+    @property
     def retryable(self) -> bool:
-        """Throttling (a ``Throttling*`` code or HTTP 429) and server-side errors may succeed
-        later; everything else will not."""
-        return self.status >= 500 or self.status == 429 or "throttling" in self.code.lower()
+        """Throttling and server-side errors may succeed later; everything else will not."""
+        return self.status >= 500 or self.throttled
 
 
 class CSTransportError(CloudError):

@@ -12,7 +12,10 @@
 4. ``backoff`` — scale-outs of this (cluster, ENS region, instance type) failed, timed out or were
    refused recently: wait 5 min after the first failure, doubling up to 30 min; a streak is
    forgotten 3 h after its last failure (cluster-autoscaler's defaults). Failures are governed
-   by this rule, not by the cooldown: they added no capacity that needs time to settle.
+   by this rule, not by the cooldown: they added no capacity that needs time to settle;
+5. ``backoff`` — the CS API throttled the last scale-out call: nothing about the cluster failed,
+   so this is a short hold of seconds to a minute (:func:`throttle_delay`, jittered, set by the
+   actuator in the activity's ``retry_at``), not a provisioning backoff.
 
 :func:`budget_clamps` then limits the add to the policy's rolling budgets (nodes per hour / per
 day, counted from every activity that may have created nodes).
@@ -32,6 +35,7 @@ from edgescaler.store.base import (
     REJECTED,
     SUBMITTED,
     SUCCEEDED,
+    THROTTLED,
     TIMED_OUT,
     Activity,
 )
@@ -44,6 +48,10 @@ BACKOFF_FIRST = timedelta(minutes=5)
 BACKOFF_MAX = timedelta(minutes=30)
 BACKOFF_RESET = timedelta(hours=3)
 FAILURES = frozenset({FAILED, TIMED_OUT, REJECTED})
+# Activities that certainly created nothing: they neither start a cooldown nor use a budget.
+ADDED_NOTHING = frozenset({REJECTED, THROTTLED})
+THROTTLE_FIRST = timedelta(seconds=10)
+THROTTLE_MAX = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,7 @@ def _end(a: Activity) -> datetime:
 def check(policy: Policy, activities: Sequence[Activity], *, now: datetime) -> Verdict:
     """Apply rules 1, 2, 3 and 4 to ``activities`` (one cluster, seq order) at ``now``."""
     cooldown = policy.cooldown
-    added = [a for a in activities if a.status not in FAILURES]
+    added = [a for a in activities if a.status not in FAILURES | ADDED_NOTHING]
     last = added[-1] if added else None
     if last is not None and now < last.created_at + cooldown:
         return Verdict(
@@ -101,12 +109,47 @@ def check(policy: Policy, activities: Sequence[Activity], *, now: datetime) -> V
             f"cooldown until {_stamp(last.ended_at + cooldown)}",
             last.seq,
         )
-    return backoff(
+    verdict = backoff(
         activities,
         ens_region_id=policy.scale_out.ens_region_id,
         instance_type=policy.scale_out.worker_instance_type,
         now=now,
     )
+    if not verdict.allowed:
+        return verdict
+    return throttled(activities, now=now)
+
+
+def throttled(activities: Sequence[Activity], *, now: datetime) -> Verdict:
+    """Rule 5: the newest activity was throttled and its ``retry_at`` has not come yet."""
+    last = activities[-1] if activities else None
+    if last is None or last.status != THROTTLED or last.retry_at is None or now >= last.retry_at:
+        return ALLOW
+    return Verdict(
+        False,
+        BACKOFF,
+        f"the CS API throttled {_describe(last)}: {last.error or 'no detail'}; "
+        f"retrying after {_stamp(last.retry_at)}",
+        last.seq,
+    )
+
+
+def throttle_delay(
+    activities: Sequence[Activity], retry_after: float | None, jitter: float
+) -> timedelta:
+    """How long to hold the cluster after a throttled call: 10 s doubling per throttled call in
+    a row before it (newest first), at most 60 s, at least the server's ``retry_after`` (capped
+    at 60 s); scaled by ``jitter`` in [0.5, 1] so that many clusters do not retry in step."""
+    streak = 0
+    for a in reversed(activities):
+        if a.status != THROTTLED:
+            break
+        streak += 1
+    base = min(THROTTLE_MAX, THROTTLE_FIRST * (1 << min(streak, 6)))
+    delay = base * min(1.0, max(0.5, jitter))
+    if retry_after is not None and retry_after > 0:
+        delay = max(delay, min(THROTTLE_MAX, timedelta(seconds=retry_after)))
+    return delay
 
 
 def running_tasks(running_scale_outs: Iterable[str], activities: Sequence[Activity]) -> Verdict:
@@ -151,16 +194,18 @@ def backoff(
     return Verdict(
         False,
         BACKOFF,
+        f"backing off {int(wait.total_seconds() // 60)} min until {_stamp(until)} after "
         f"{n} failed scale-out{'s' if n > 1 else ''} of {instance_type} in {ens_region_id} "
-        f"(last: #{last.seq} {last.status}: {last.error or 'no detail'}); "
-        f"backing off {int(wait.total_seconds() // 60)} min until {_stamp(until)}",
+        f"(last: #{last.seq} {last.status}: {last.error or 'no detail'})",
         last.seq,
     )
 
 
 def nodes_added(activities: Iterable[Activity], since: datetime) -> int:
-    """Nodes that activities since ``since`` may have added (all but refused ones)."""
-    return sum(a.add for a in activities if a.created_at >= since and a.status != REJECTED)
+    """Nodes that activities since ``since`` may have added (all but refused/throttled ones)."""
+    return sum(
+        a.add for a in activities if a.created_at >= since and a.status not in ADDED_NOTHING
+    )
 
 
 def budget_clamps(

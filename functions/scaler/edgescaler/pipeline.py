@@ -13,7 +13,10 @@ Per policy, concurrently, and so that one policy's failure never stops another:
    ``budget``; or
 5. hand the decision to the actuator (claim + ScaleOutCluster, or dry run).
 
-Dependencies come in through :class:`Deps`; the clock arrives as ``now``.
+Dependencies come in through :class:`Deps`; the clock arrives as ``now``. The run's
+:class:`~edgescaler.deadline.Deadline` bounds it: a policy whose work has not begun when the
+deadline passes, or that is still before its reads then, is reported ``deadline``; the readers
+themselves cut every read at the deadline.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from edgescaler import guard, report
 from edgescaler.actuator import Actuator, Context
+from edgescaler.deadline import Deadline
 from edgescaler.decision import decide
 from edgescaler.errors import CloudError, ConfigError, EventError, MetricError, StoreError
 from edgescaler.metrics.base import MetricSource, Reading
@@ -79,6 +83,7 @@ class Deps:
     metrics_for: Callable[[Policy], MetricSource]
     actuator: Actuator
     count_workers: Callable[[Sequence[Any]], int]
+    deadline: Deadline = field(default_factory=Deadline.never)
 
 
 def select(policies: Sequence[Policy], wanted: Sequence[str] | None) -> list[Policy]:
@@ -149,8 +154,19 @@ def evaluate(policy: Policy, request: RunRequest, deps: Deps, now: datetime) -> 
         )
 
 
+def _late(policy: Policy, deps: Deps, what: str) -> Outcome:
+    return Outcome(
+        policy.name,
+        policy.cluster_id,
+        report.DEADLINE,
+        f"the run's deadline ({deps.deadline.seconds:g}s) passed before {what}; nothing done",
+    )
+
+
 def _evaluate(policy: Policy, request: RunRequest, deps: Deps, now: datetime) -> Outcome:
     name, cluster = policy.name, policy.cluster_id
+    if deps.deadline.expired:
+        return _late(policy, deps, "this policy was evaluated")
     since = now - LOOKBACK
     try:
         activities = deps.store.recent(cluster, since)
@@ -170,6 +186,8 @@ def _evaluate(policy: Policy, request: RunRequest, deps: Deps, now: datetime) ->
             name, cluster, verdict.outcome, verdict.reason, activity_seq=verdict.blocking_seq
         )
 
+    if deps.deadline.expired:
+        return _late(policy, deps, "capacity and metrics were read")
     try:
         source = deps.metrics_for(policy)
     except ConfigError as exc:

@@ -33,7 +33,8 @@ CHARGE_TYPES = ("BandwidthByDay", "95BandwidthByMonth")
 MAX_COUNT_PER_CALL = 500  # the CS API's per-call ceiling
 MAX_COOLDOWN = timedelta(hours=12)  # the guard reads a day of history; keep well inside it
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"^(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,9})s)?$")
+_MAX_DURATION_SECONDS = 10 * 365 * 86400  # far above any limit; keeps timedelta in range
 
 
 def parse_duration(value: object) -> timedelta:
@@ -43,6 +44,8 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, int | float):
         if not math.isfinite(value) or value < 0:
             raise ValueError("must be a non-negative number of seconds")
+        if value > _MAX_DURATION_SECONDS:
+            raise ValueError("is far too long")
         return timedelta(seconds=value)
     if isinstance(value, timedelta):
         return value
@@ -238,9 +241,13 @@ Number = StrictInt | StrictFloat
 
 
 def _finite(v: float) -> float:
-    if not math.isfinite(v):
+    try:
+        value = float(v)  # an int beyond the float range raises OverflowError
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
         raise ValueError("must be a finite number")
-    return float(v)
+    return value
 
 
 class TargetTrackingRule(_Model):
@@ -321,8 +328,11 @@ class ThresholdRule(_Model):
 Rule = Annotated[TargetTrackingRule | StepRule | ThresholdRule, Field(discriminator="type")]
 
 
+MAX_PROMETHEUS_TIMEOUT = timedelta(seconds=60)
+
+
 class PrometheusSpec(_Model):
-    url: StrictStr = Field(pattern=r"^https?://")
+    url: StrictStr = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
     timeout: Duration = timedelta(seconds=5)
 
     @field_validator("timeout", mode="before")
@@ -331,6 +341,8 @@ class PrometheusSpec(_Model):
         d = parse_duration(v)
         if d <= timedelta(0):
             raise ValueError("must be longer than 0s")
+        if d > MAX_PROMETHEUS_TIMEOUT:
+            raise ValueError(f"must be at most {format_duration(MAX_PROMETHEUS_TIMEOUT)}")
         return d
 
 

@@ -4,6 +4,14 @@ Errors come back all at once, each as ``file:line: field: message``
 (e.g. ``policies/beijing-edge.yaml:14: scale_out.worker_system_disk_size: must be a multiple
 of 10``). Lines are found by walking the YAML node tree alongside pydantic's error locations.
 Duplicate keys (which plain YAML loaders silently overwrite) are errors too.
+
+Hostile files are refused with a per-file problem, never a crash or a hang: files larger than
+:data:`MAX_FILE_BYTES`; YAML nested deeper than :data:`MAX_DEPTH` (checked on the parser's event
+stream, which does not recurse, before the tree is built); more than :data:`MAX_NODES` nodes once
+aliases are expanded (an "alias bomb" of a few lines expands to billions); values a YAML
+constructor cannot build (an integer of thousands of digits). In a directory, hidden files
+(``.x.yaml``, macOS AppleDouble ``._x.yaml``) are ignored; a ``.yaml`` entry that is not a
+readable regular file (a dangling or looping symlink, a FIFO) is a problem, not silently skipped.
 """
 
 from __future__ import annotations
@@ -16,28 +24,77 @@ import yaml
 from pydantic import ValidationError
 
 from edgescaler.errors import PolicyError, Problem
+from edgescaler.outside import one_line
 from edgescaler.policy import FieldError, Policy
 
 SUFFIXES = (".yaml", ".yml")
+MAX_FILE_BYTES = 256 * 1024  # a policy is 1-3 kB
+MAX_DEPTH = 32
+MAX_NODES = 20_000
 
 Loc = tuple[str | int, ...]
 
 
+class _Refused(Exception):
+    """The document is refused as a whole (too deep, too large): ``line`` where it showed."""
+
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def _check_shape(text: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH using the parser's events (no recursion)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else None
+                raise _Refused(line, f"nested more than {MAX_DEPTH} levels deep")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 class _Builder:
-    """Builds plain Python data from a composed YAML node tree, noting each path's line."""
+    """Builds plain Python data from a composed YAML node tree, noting each path's line.
+
+    Counts every node it builds, aliases expanded: more than MAX_NODES is refused.
+    """
 
     def __init__(self) -> None:
         self.lines: dict[Loc, int] = {}
         self.duplicates: list[Loc] = []
         self._loader = yaml.SafeLoader("")
+        self._nodes = 0
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:  # e.g. an int past CPython's digit limit
+            raise _Refused(
+                node.start_mark.line + 1, f"cannot read value: {one_line(str(exc), 80)}"
+            ) from None
 
     def build(self, node: yaml.Node, path: Loc = ()) -> Any:
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _Refused(
+                node.start_mark.line + 1,
+                f"more than {MAX_NODES} values once aliases are expanded",
+            )
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._loader.construct_object(key_node, deep=True)
-                if isinstance(key, list | dict):
+                # Keys are names: a mapping or sequence as a key is shown by its kind, never
+                # built (it could be an alias to something huge).
+                if isinstance(key_node, yaml.ScalarNode):
+                    key = self._scalar(key_node)
+                else:
+                    key = f"<{key_node.id}>"
+                if not isinstance(key, str | int):
                     key = str(key)
                 child = (*path, key)
                 if key in out:
@@ -47,7 +104,7 @@ class _Builder:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._loader.construct_object(node, deep=True)
+        return self._scalar(node)
 
 
 def _dotted(loc: Sequence[str | int]) -> str:
@@ -56,7 +113,10 @@ def _dotted(loc: Sequence[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            name = part if part.isidentifier() and len(part) <= 40 else repr(part[:40])[1:-1]
+            if name != part:
+                name = f"'{name}{'...' if len(part) > 40 else ''}'"
+            out += f".{name}" if out else name
     return out
 
 
@@ -113,12 +173,17 @@ def _message(err: Any) -> tuple[Loc, str]:
 def parse(text: str, file: str) -> Policy:
     """Validate one policy document. Raises PolicyError listing every problem found."""
     try:
+        _check_shape(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PolicyError([Problem(file, line, "", f"invalid YAML: {problem}")]) from None
+        raise PolicyError(
+            [Problem(file, line, "", f"invalid YAML: {one_line(problem, 120)}")]
+        ) from None
+    except _Refused as exc:
+        raise PolicyError([Problem(file, exc.line, "", exc.message)]) from None
     if node is None:
         raise PolicyError([Problem(file, None, "", "empty file; expected one policy mapping")])
     if not isinstance(node, yaml.MappingNode):
@@ -126,7 +191,10 @@ def parse(text: str, file: str) -> Policy:
             [Problem(file, node.start_mark.line + 1, "", "expected a mapping (one policy)")]
         )
     builder = _Builder()
-    data = builder.build(node)
+    try:
+        data = builder.build(node)
+    except _Refused as exc:
+        raise PolicyError([Problem(file, exc.line, "", exc.message)]) from None
     lines = builder.lines
     problems = [
         Problem(file, lines.get(loc), _dotted(loc), "duplicate key") for loc in builder.duplicates
@@ -145,17 +213,50 @@ def parse(text: str, file: str) -> Policy:
 
 
 def policy_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand directories into their ``*.yaml``/``*.yml`` files (sorted); keep files as given."""
+    """Expand directories into their ``*.yaml``/``*.yml`` files (sorted; hidden files ignored);
+    keep files as given. Entries that are not readable regular files are returned too, so that
+    :func:`load` reports them."""
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if f.suffix in SUFFIXES and f.is_file()))
-        elif p.is_file():
+            out.extend(
+                sorted(
+                    f
+                    for f in p.iterdir()
+                    if f.suffix in SUFFIXES and not f.name.startswith(".") and not f.is_dir()
+                )
+            )
+        elif p.exists() or p.is_symlink():
             out.append(p)
         else:
             raise PolicyError([Problem(str(p), None, "", "no such file or directory")])
     return out
+
+
+def read_text(f: Path) -> str:
+    """The text of policy file ``f``; PolicyError (one problem) if it cannot be used."""
+    where = str(f)
+    if not f.is_file():  # follows symlinks: False for dangling and looping ones, FIFOs, ...
+        kind = "a dangling or looping symbolic link" if f.is_symlink() else "not a regular file"
+        raise PolicyError([Problem(where, None, "", f"cannot read: {kind}")])
+    try:
+        with f.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise PolicyError(
+            [Problem(where, None, "", f"cannot read: {exc.strerror or type(exc).__name__}")]
+        ) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise PolicyError(
+            [Problem(where, None, "", f"larger than {MAX_FILE_BYTES // 1024} KiB; not a policy")]
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(
+            [Problem(where, None, "", f"cannot read: not UTF-8 (byte {exc.start})")]
+        ) from None
 
 
 def load(paths: Iterable[str | Path]) -> list[Policy]:
@@ -170,11 +271,7 @@ def load(paths: Iterable[str | Path]) -> list[Policy]:
     seen: dict[str, str] = {}
     for f in files:
         try:
-            text = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(str(f), None, "", f"cannot read: {exc}"))
-            continue
-        try:
+            text = read_text(f)
             policy = parse(text, str(f))
         except PolicyError as exc:
             problems.extend(exc.problems)

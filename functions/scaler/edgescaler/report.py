@@ -1,8 +1,10 @@
 """The run report (design.md §4): one outcome per policy, plus what triggered the run.
 
 Outcome codes: ``scaled``, ``no_change``, ``cooling_down``, ``in_flight``, ``backoff``,
-``budget``, ``capped``, ``metrics_unavailable``, ``duplicate_event``, ``dry_run``, ``error``.
-Nothing in a report is secret: it is logged, returned to FC and printed by the CLI.
+``budget``, ``capped``, ``metrics_unavailable``, ``duplicate_event``, ``dry_run``, ``deadline``
+(the run's deadline passed before this policy's work could begin or finish), ``error``.
+Nothing in a report is secret: it is logged, returned to FC and printed by the CLI. Every text
+in it passes :func:`edgescaler.outside.message` on the way out (redacted, one line, short).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from edgescaler.outside import MAX_REASON, message
 
 SCALED = "scaled"
 NO_CHANGE = "no_change"
@@ -22,6 +26,7 @@ CAPPED = "capped"
 METRICS_UNAVAILABLE = "metrics_unavailable"
 DUPLICATE_EVENT = "duplicate_event"
 DRY_RUN = "dry_run"
+DEADLINE = "deadline"
 ERROR = "error"
 
 OUTCOMES = (
@@ -35,6 +40,7 @@ OUTCOMES = (
     METRICS_UNAVAILABLE,
     DUPLICATE_EVENT,
     DRY_RUN,
+    DEADLINE,
     ERROR,
 )
 
@@ -60,7 +66,7 @@ class Outcome:
             "task_id": self.task_id,
             "request_id": self.request_id,
             "activity_seq": self.activity_seq,
-            "reason": self.reason,
+            "reason": message(self.reason, MAX_REASON),
             "decision": self.decision,
         }
 
@@ -72,7 +78,7 @@ class Outcome:
             parts.append(f"task_id={self.task_id}")
         if self.request_id:
             parts.append(f"request_id={self.request_id}")
-        parts.append(f"reason={self.reason!r}")
+        parts.append(f"reason={message(self.reason, MAX_REASON)!r}")
         return " ".join(parts)
 
 
@@ -91,7 +97,7 @@ class RunReport:
 
     def summary_line(self) -> str:
         if self.error:
-            return f"run failed: {self.error}"
+            return f"run failed: {message(self.error)}"
         counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts().items())) or "no policies"
         added = sum(o.add for o in self.outcomes if o.outcome == SCALED)
         mode = " DRY-RUN" if self.dry_run else ""
@@ -107,7 +113,7 @@ class RunReport:
             "dry_run": self.dry_run,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "error": self.error,
+            "error": message(self.error) if self.error else None,
             "summary": self.summary_line(),
             "outcomes": [o.to_dict() for o in self.outcomes],
         }

@@ -1,35 +1,79 @@
-"""A wrapper that keeps secret strings out of logs, reports, reprs and tracebacks."""
+"""Secrets: a wrapper that keeps them out of logs, reports, reprs and tracebacks, and redaction.
+
+Every secret edgescaler handles (the ENS login password, the access key secret, the STS token)
+enters the process as a :class:`Secret`. Constructing one also *registers* its value, so that
+:func:`redact` can mask it in any text that came from outside — an API error that echoes the
+request, a library message that quotes a header — without each call site having to know which
+secrets are around. The registry keeps only the most recent :data:`_REGISTRY_SIZE` values
+(rotated STS tokens replace older ones), and only values of at least :data:`FRAGMENT` characters.
+
+Redaction masks a secret's whole value and **every fragment of it** of :data:`FRAGMENT`
+characters or more, so a message that was cut (by a server, a library or us) through the middle
+of a secret leaks nothing of it either. Always redact *before* truncating.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
-_MASK = "***"
+MASK = "***"
+FRAGMENT = 8  # the shortest piece of a secret that redaction recognises on its own
+_REGISTRY_SIZE = 32
+_registry: OrderedDict[str, None] = OrderedDict()
+_registry_lock = threading.Lock()
+
+
+def _register(value: str) -> None:
+    # Too short to recognise safely: masking every occurrence of a 3-character string would
+    # mangle unrelated text. Such values are still masked when passed to redact() explicitly.
+    if len(value) < FRAGMENT:
+        return
+    with _registry_lock:
+        _registry[value] = None
+        _registry.move_to_end(value)
+        while len(_registry) > _REGISTRY_SIZE:
+            _registry.popitem(last=False)
+
+
+def forget_all() -> None:
+    """Empty the registry (tests: each starts without the secrets of the one before)."""
+    with _registry_lock:
+        _registry.clear()
+
+
+def known_secrets() -> list[str]:
+    """The registered secret values, newest last (for redaction and for tests)."""
+    with _registry_lock:
+        return list(_registry)
 
 
 class Secret:
     """Holds a secret string. ``str()``, ``repr()`` and ``format()`` never show it.
 
     Call :meth:`reveal` at the single place where the clear value must leave the process
-    (the signed request body, the HMAC key).
+    (the signed request body, the HMAC key). Constructing one registers the value for
+    :func:`redact`.
     """
 
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
         self._value = value
+        _register(value)
 
     def reveal(self) -> str:
         return self._value
 
     def __repr__(self) -> str:
-        return f"Secret({_MASK})"
+        return f"Secret({MASK})"
 
     def __str__(self) -> str:
-        return _MASK
+        return MASK
 
     def __format__(self, spec: str) -> str:
-        return _MASK
+        return MASK
 
     def __bool__(self) -> bool:
         return bool(self._value)
@@ -46,9 +90,46 @@ class Secret:
 
 
 def redact(text: str, *secrets: Secret | str | None) -> str:
-    """Replace every occurrence of the given secrets in ``text`` with ``***``."""
+    """``text`` with every registered secret, and every one given, masked as ``***``.
+
+    A secret is masked wherever its whole value or any piece of it at least :data:`FRAGMENT`
+    characters long appears; overlapping or adjacent masked spans become one ``***``. Values
+    shorter than :data:`FRAGMENT` are masked only where they appear whole.
+    """
+    values = set(known_secrets())
     for s in secrets:
         value = s.reveal() if isinstance(s, Secret) else s
         if value:
-            text = text.replace(value, _MASK)
-    return text
+            values.add(value)
+    if not text or not values:
+        return text
+    masked = bytearray(len(text))  # 1 where a character belongs to a secret
+    grams: set[str] = set()
+    for value in values:
+        if len(value) < FRAGMENT:
+            start = text.find(value)
+            while start != -1:
+                masked[start : start + len(value)] = b"\x01" * len(value)
+                start = text.find(value, start + 1)
+        else:
+            grams.update(value[i : i + FRAGMENT] for i in range(len(value) - FRAGMENT + 1))
+    if grams:
+        for i in range(len(text) - FRAGMENT + 1):
+            if text[i : i + FRAGMENT] in grams:
+                masked[i : i + FRAGMENT] = b"\x01" * FRAGMENT
+    if not any(masked):
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if masked[i]:
+            while i < len(text) and masked[i]:
+                i += 1
+            out.append(MASK)
+        else:
+            j = i
+            while j < len(text) and not masked[j]:
+                j += 1
+            out.append(text[i:j])
+            i = j
+    return "".join(out)

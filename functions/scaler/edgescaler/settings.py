@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgescaler.errors import ConfigError
+from edgescaler.outside import quote
+from edgescaler.sensitive import Secret
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -25,7 +27,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ConfigError(f"{name}: expected true or false, got {raw[:20]!r}")
+    raise ConfigError(f"{name}: expected true or false, got {quote(raw, 20)}")
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
@@ -35,10 +37,17 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}: expected a number of seconds, got {raw[:20]!r}") from None
-    if not low <= value <= high:
+        raise ConfigError(f"{name}: expected a number of seconds, got {quote(raw, 20)}") from None
+    if not low <= value <= high:  # also false for NaN
         raise ConfigError(f"{name}: must be between {low} and {high} seconds")
     return value
+
+
+def _optional_float(env: Mapping[str, str], name: str, low: float, high: float) -> float | None:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return None
+    return _float(env, name, low, low, high)
 
 
 def _url(env: Mapping[str, str], name: str) -> str | None:
@@ -46,12 +55,30 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     if not raw:
         return None
     if not raw.startswith(("http://", "https://")):
-        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {raw[:60]!r}")
+        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {quote(raw, 60)}")
+    if any(c.isspace() or not c.isprintable() for c in raw):
+        raise ConfigError(f"{name}: the URL contains spaces or control characters")
     return raw.rstrip("/")
+
+
+def _token(env: Mapping[str, str], name: str) -> Secret | None:
+    raw = env.get(name, "")
+    if not raw:
+        return None
+    printable = raw.isascii() and raw.isprintable() and not any(c.isspace() for c in raw)
+    if not 16 <= len(raw) <= 256 or not printable:
+        raise ConfigError(f"{name}: must be 16 to 256 printable ASCII characters without spaces")
+    return Secret(raw)
 
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting. Timeouts are bounded so that no single wait can outlast a run.
+
+    ``deadline``: seconds a run may take (``EDGESCALER_DEADLINE``); None means "the function's
+    timeout minus a safety margin" (:func:`edgescaler.deadline.budget`).
+    """
+
     policy_dir: Path
     store: str
     prometheus_url: str | None
@@ -60,6 +87,8 @@ class Settings:
     s3_endpoint: str | None = None
     cs_connect_timeout: float = 5.0
     cs_read_timeout: float = 10.0
+    deadline: float | None = None
+    callback_token: Secret | None = None
 
     @classmethod
     def from_env(
@@ -75,6 +104,14 @@ class Settings:
             cs_endpoint=_url(env, "EDGESCALER_CS_ENDPOINT"),
             dry_run=_bool(env, "EDGESCALER_DRY_RUN", False),
             s3_endpoint=_url(env, "EDGESCALER_S3_ENDPOINT"),
-            cs_connect_timeout=_float(env, "EDGESCALER_CS_CONNECT_TIMEOUT", 5.0, 0.1, 60),
-            cs_read_timeout=_float(env, "EDGESCALER_CS_READ_TIMEOUT", 10.0, 0.1, 120),
+            cs_connect_timeout=_float(env, "EDGESCALER_CS_CONNECT_TIMEOUT", 5.0, 0.1, 30),
+            cs_read_timeout=_float(env, "EDGESCALER_CS_READ_TIMEOUT", 10.0, 0.1, 60),
+            deadline=_optional_float(env, "EDGESCALER_DEADLINE", 5, 86400),
+            callback_token=_token(env, "EDGESCALER_CALLBACK_TOKEN"),
         )
+
+    @property
+    def scale_out_seconds(self) -> float:
+        """The time one scale-out needs in the worst case: the POST's full timeouts plus the
+        store writes around it. A scale-out starts only with this much of the run left."""
+        return self.cs_connect_timeout + self.cs_read_timeout + 5.0

@@ -20,20 +20,23 @@ Accepted shapes (fc.md §2):
 
 An alarm only says "look now": the decision always comes from the policies' own metrics.
 
-Anything else — invalid UTF-8 or JSON, a list, unknown keys, wrong types — is an EventError with
-a one-line message, and never leads to a scale-out.
+Anything else — invalid UTF-8 or JSON, a list, unknown keys, wrong types, and hostile shapes
+(nesting deeper than :data:`edgescaler.safejson.MAX_DEPTH`, huge numbers, lone surrogates) — is
+an EventError with a one-line message that quotes at most a short, escaped excerpt of the input,
+and never leads to a scale-out.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from edgescaler import safejson
 from edgescaler.errors import EventError
+from edgescaler.outside import quote
 
 MAX_EVENT_BYTES = 256 * 1024
 _MANUAL_KEYS = frozenset({"policies", "dry_run", "request_id", "reason"})
@@ -62,7 +65,8 @@ def parse_event(raw: bytes | str | None) -> RunRequest:
     if raw is None:
         raw = b""
     if isinstance(raw, str):
-        raw = raw.encode("utf-8")
+        # surrogatepass: a str holding a lone surrogate then fails the UTF-8 check below.
+        raw = raw.encode("utf-8", "surrogatepass")
     if len(raw) > MAX_EVENT_BYTES:
         raise EventError(f"event: {len(raw)} bytes is larger than {MAX_EVENT_BYTES}")
     try:
@@ -73,12 +77,7 @@ def parse_event(raw: bytes | str | None) -> RunRequest:
         return RunRequest(trigger="manual")
     if not text.startswith(("{", "[")) and "=" in text:
         return _callback(_form(text))
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise EventError(
-            f"event: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+    data = _json(text, "event")
     if not isinstance(data, dict):
         raise EventError(f"event: expected a JSON object, got {type(data).__name__}")
     if "triggerName" in data or "triggerTime" in data:
@@ -88,6 +87,13 @@ def parse_event(raw: bytes | str | None) -> RunRequest:
     if "alertName" in data or "ruleId" in data:
         return _callback(data)
     return _manual(data, "manual", "event")
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return safejson.loads(text)
+    except safejson.JSONError as exc:
+        raise EventError(f"{where}: {exc}") from None
 
 
 def _form(text: str) -> dict[str, Any]:
@@ -133,7 +139,9 @@ def _callback(data: dict[str, Any]) -> RunRequest:
     state = _text(data, "alertState", where, 40)
     raw_ts = _text(data, "timestamp", where, 40)
     if not raw_ts.isdigit():
-        raise EventError(f"{where}: timestamp {raw_ts!r} is not epoch seconds or milliseconds")
+        raise EventError(
+            f"{where}: timestamp {quote(raw_ts)} is not epoch seconds or milliseconds"
+        )
     # Old documents say seconds, real callbacks carry milliseconds: normalise to milliseconds.
     millis = int(raw_ts) if len(raw_ts) > 11 else int(raw_ts) * 1000
     return RunRequest(
@@ -146,7 +154,7 @@ def _callback(data: dict[str, Any]) -> RunRequest:
 def _timer(data: dict[str, Any]) -> RunRequest:
     unknown = sorted(set(data) - _TIMER_KEYS)
     if unknown:
-        raise EventError(f"timer event: unknown key {unknown[0]!r}")
+        raise EventError(f"timer event: unknown key {quote(unknown[0])}")
     name = data.get("triggerName")
     when = data.get("triggerTime")
     if not isinstance(name, str) or not name.strip():
@@ -157,7 +165,7 @@ def _timer(data: dict[str, Any]) -> RunRequest:
         datetime.fromisoformat(when.replace("Z", "+00:00"))
     except ValueError:
         raise EventError(
-            f"timer event: triggerTime {when[:40]!r} is not an ISO 8601 time"
+            f"timer event: triggerTime {quote(when)} is not an ISO 8601 time"
         ) from None
     payload = data.get("payload", "")
     if payload is None:
@@ -166,10 +174,7 @@ def _timer(data: dict[str, Any]) -> RunRequest:
         raise EventError("timer event: payload must be a string (the trigger's message)")
     options: dict[str, Any] = {}
     if payload.strip():
-        try:
-            options = json.loads(payload)
-        except json.JSONDecodeError as exc:
-            raise EventError(f"timer event: payload is not JSON: {exc.msg}") from None
+        options = _json(payload, "timer event: payload")
         if not isinstance(options, dict):
             raise EventError("timer event: payload must be a JSON object")
         if "request_id" in options:
@@ -188,7 +193,8 @@ def _manual(data: dict[str, Any], trigger: str, where: str) -> RunRequest:
     unknown = sorted(set(data) - _MANUAL_KEYS)
     if unknown:
         raise EventError(
-            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_MANUAL_KEYS))})"
+            f"{where}: unknown key {quote(unknown[0])} "
+            f"(allowed: {', '.join(sorted(_MANUAL_KEYS))})"
         )
     policies = data.get("policies")
     if policies is not None:
@@ -196,7 +202,7 @@ def _manual(data: dict[str, Any], trigger: str, where: str) -> RunRequest:
             raise EventError(f"{where}: policies must be a non-empty list of policy names")
         for p in policies:
             if not isinstance(p, str) or not _NAME.match(p):
-                raise EventError(f"{where}: policies: {str(p)[:64]!r} is not a policy name")
+                raise EventError(f"{where}: policies: {quote(p)} is not a policy name")
         policies = tuple(dict.fromkeys(policies))
     dry_run = data.get("dry_run")
     if dry_run is not None and not isinstance(dry_run, bool):

@@ -3,6 +3,10 @@
 Order (design.md §4): the FC ``context.credentials`` (the service role's STS credentials, fresh
 per invocation) first, then ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``ALIBABA_CLOUD_ACCESS_KEY_SECRET`` /
 ``ALIBABA_CLOUD_SECURITY_TOKEN``. The secret and the token are :class:`Secret` values.
+
+Malformed values are refused here, up front, with a message that names where they came from and
+never the value: a credential goes into an HTTP header, and a line break or control character
+there makes the HTTP library fail with a message that quotes the whole header value.
 """
 
 from __future__ import annotations
@@ -26,11 +30,25 @@ class Credentials:
         return self.security_token is not None and bool(self.security_token)
 
 
+_MAX_LENGTH = 4096  # STS tokens are ~1-2 kB
+
+
+def _checked(value: str, where: str) -> str:
+    """``value`` if it can travel in an HTTP header; ConfigError naming ``where`` otherwise."""
+    if len(value) > _MAX_LENGTH:
+        raise ConfigError(f"{where}: longer than {_MAX_LENGTH} characters")
+    if not (value.isascii() and value.isprintable()) or any(c.isspace() for c in value):
+        raise ConfigError(
+            f"{where}: contains a space, a line break, a control or a non-ASCII character"
+        )
+    return value
+
+
 def _attr(obj: Any, *names: str) -> str:
     for name in names:
         value = getattr(obj, name, None)
         if value:
-            return str(value)
+            return value if isinstance(value, str) else ""
     return ""
 
 
@@ -44,7 +62,12 @@ def from_fc_context(context: Any) -> Credentials | None:
     token = _attr(creds, "security_token", "securityToken")
     if not key_id or not secret:
         return None
-    return Credentials(key_id, Secret(secret), Secret(token) if token else None)
+    where = "FC context.credentials"
+    return Credentials(
+        _checked(key_id, f"{where}.access_key_id"),
+        Secret(_checked(secret, f"{where}.access_key_secret")),
+        Secret(_checked(token, f"{where}.security_token")) if token else None,
+    )
 
 
 def from_env(env: Mapping[str, str]) -> Credentials | None:
@@ -57,7 +80,11 @@ def from_env(env: Mapping[str, str]) -> Credentials | None:
     if not key_id or not secret:
         missing = "ALIBABA_CLOUD_ACCESS_KEY_ID" if not key_id else "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
         raise ConfigError(f"{missing} is not set but its partner is; set both or neither")
-    return Credentials(key_id, Secret(secret), Secret(token) if token else None)
+    return Credentials(
+        _checked(key_id, "ALIBABA_CLOUD_ACCESS_KEY_ID"),
+        Secret(_checked(secret, "ALIBABA_CLOUD_ACCESS_KEY_SECRET")),
+        Secret(_checked(token, "ALIBABA_CLOUD_SECURITY_TOKEN")) if token else None,
+    )
 
 
 def resolve(context: Any, env: Mapping[str, str]) -> Credentials:

@@ -47,11 +47,13 @@ from typing import Any, Literal
 
 import httpx
 
-from edgescaler import __version__
+from edgescaler import __version__, safejson
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.signing import AcsV3Auth, encode_query, new_nonce, percent_encode
+from edgescaler.deadline import Deadline, DeadlineExceeded
 from edgescaler.errors import ConfigError, CSApiError, CSTransportError
-from edgescaler.sensitive import Secret, redact
+from edgescaler.outside import message as outside_message
+from edgescaler.sensitive import Secret
 
 API_VERSION = "2015-12-15"
 
@@ -97,6 +99,9 @@ _OVERRIDE_RE = re.compile(r"^https?://[^/\s?#]+(?:/[^\s?#]*)?$")
 
 _USER_AGENT = f"edgescaler/{__version__}"
 _MAX_ERROR_TEXT = 200
+# The largest answer read: a DescribeClusterNodes page of 100 nodes is ~150 kB. Beyond this the
+# answer is abandoned (a transport error), so a hostile or broken endpoint cannot exhaust memory.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 _MAX_NODE_PAGES = 1000  # 100 000 nodes: far above any CS node quota; guards against a bad total
 
 # Transport failures that certainly happened before any byte of the request left this process.
@@ -341,20 +346,44 @@ def encode_body(body: Mapping[str, Any]) -> bytes:
     return text.encode("utf-8")
 
 
-def _request_id(payload: Mapping[str, Any] | None, response: httpx.Response) -> str | None:
+@dataclass(frozen=True)
+class _Answer:
+    """An HTTP answer read whole (within the size and time limits): what parsing needs."""
+
+    status: int
+    reason: str
+    headers: httpx.Headers
+    body: bytes
+
+    def payload(self) -> Any:
+        """The JSON body, or None when empty or not acceptable JSON (see safejson)."""
+        if not self.body:
+            return None
+        try:
+            return safejson.loads(self.body)
+        except safejson.JSONError:
+            return None
+
+
+def _request_id(payload: Mapping[str, Any] | None, answer: _Answer) -> str | None:
     if payload:
         found = _first(payload, "request_id", "RequestId", "requestId", "requestid")
         if found is not None:
-            return str(found)
-    return response.headers.get("x-acs-request-id") or None
+            return outside_message(found, 80)
+    rid = answer.headers.get("x-acs-request-id")
+    return outside_message(rid, 80) if rid else None
 
 
-def _retry_after_seconds(response: httpx.Response) -> float | None:
+def _retry_after_seconds(answer: _Answer) -> float | None:
     """``x-acs-retry-after`` as seconds: a positive integer of milliseconds (the SDK's reading)."""
-    raw = response.headers.get("x-acs-retry-after", "").strip()
-    if not raw.isdigit() or int(raw) <= 0:
+    raw = answer.headers.get("x-acs-retry-after", "").strip()
+    if not raw.isdigit() or len(raw) > 9 or int(raw) <= 0:
         return None
     return int(raw) / 1000.0
+
+
+class _Abandoned(Exception):
+    """An answer we stopped reading: too large, or still arriving when its time was up."""
 
 
 # --------------------------------------------------------------------------- client
@@ -369,6 +398,12 @@ class CSClient:
     ``uniform(0, min(backoff_max, backoff_base * 2**attempt))`` and at least the server's
     ``x-acs-retry-after`` (capped at ``backoff_max``). ``sleep``, ``rng``, ``clock``, ``nonce``
     and ``transport`` are the seams for tests.
+
+    Limits: an answer larger than ``max_answer_bytes`` is abandoned; with a ``deadline``, a GET
+    (every attempt and every pause between them) gets at most the run's time left, and its
+    body is abandoned when that is up. The ScaleOutCluster POST is never shortened by the
+    deadline (that would make its outcome unknown): the caller only starts it when its full
+    ``connect_timeout + read_timeout`` fits, and its body must arrive within that time.
     """
 
     def __init__(
@@ -387,6 +422,8 @@ class CSClient:
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], datetime] | None = None,
         nonce: Callable[[], str] = new_nonce,
+        deadline: Deadline | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         if max_retries < 0:
             raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
@@ -399,6 +436,10 @@ class CSClient:
         self._backoff_max = backoff_max
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._deadline = deadline
+        self._max_answer_bytes = max_answer_bytes
         auth = (
             AcsV3Auth(self._current_credentials, clock, nonce)
             if clock is not None
@@ -445,7 +486,7 @@ class CSClient:
         action = "ScaleOutCluster"
         password = body.get("login_password")
         content = encode_body(body)
-        response = self._send_once(
+        answer = self._send_once(
             action,
             "POST",
             f"/api/v2/clusters/{_segment(cluster_id, 'cluster id')}",
@@ -453,22 +494,22 @@ class CSClient:
             attempt=0,
             secrets=(password,),
         )
-        payload = self._check(action, response, secrets=(password,))
+        payload = self._check(action, answer, secrets=(password,))
         task_id = _opt_str(payload.get("task_id"))
-        request_id = _request_id(payload, response)
+        request_id = _request_id(payload, answer)
         if not task_id:
             rid = f" (request id {request_id})" if request_id else ""
             raise CSTransportError(
                 action=action,
-                detail=f"HTTP {response.status_code} without task_id{rid}: the request was "
+                detail=f"HTTP {answer.status} without task_id{rid}: the request was "
                 "received and may have started a scale-out; check the cluster's tasks",
                 timeout=True,
             )
         return ScaleOutResult(
             cluster_id=_opt_str(payload.get("cluster_id")) or cluster_id,
-            task_id=task_id,
+            task_id=outside_message(task_id, 128),
             request_id=request_id,
-            status=response.status_code,
+            status=answer.status,
         )
 
     def describe_task(self, task_id: str) -> TaskInfo:
@@ -552,14 +593,16 @@ class CSClient:
         self._last_credentials = creds
         return creds
 
-    def _redact(self, text: str, secrets: Iterable[Any]) -> str:
+    def _message(self, text: str, secrets: Iterable[Any], limit: int = _MAX_ERROR_TEXT) -> str:
+        """Outside text for an error: redacted (every known secret, this call's password and
+        credentials included), then one line, then cut."""
         values: list[Secret | str | None] = [
             s if isinstance(s, (Secret, str)) else None for s in secrets
         ]
         creds = self._last_credentials
         if creds is not None:
             values += [creds.access_key_secret, creds.security_token]
-        return redact(text, *values)
+        return outside_message(text, limit, values)
 
     def _get(
         self, action: str, path: str, query: Mapping[str, str | int | None] | None = None
@@ -568,16 +611,23 @@ class CSClient:
         while True:
             retry_after: float | None = None
             try:
-                response = self._send_once(action, "GET", path, query=query, attempt=attempt)
-                retry_after = _retry_after_seconds(response)
-                return self._check(action, response, attempt=attempt)
+                answer = self._send_once(action, "GET", path, query=query, attempt=attempt)
+                retry_after = _retry_after_seconds(answer)
+                return self._check(action, answer, attempt=attempt)
             except CSApiError as exc:
                 if not exc.retryable or attempt >= self._max_retries:
                     raise
             except CSTransportError:
                 if attempt >= self._max_retries:
                     raise
-            self._sleep(self._delay(attempt, retry_after))
+            pause = self._delay(attempt, retry_after)
+            if self._deadline is not None and not self._deadline.allows(pause + 0.1):
+                raise CSTransportError(
+                    action=action,
+                    detail=f"GET {path}: giving up retries: the run deadline is near",
+                    timeout=False,
+                )
+            self._sleep(pause)
             attempt += 1
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -597,25 +647,65 @@ class CSClient:
         content: bytes | None = None,
         attempt: int,
         secrets: Iterable[Any] = (),
-    ) -> httpx.Response:
+    ) -> _Answer:
         qs = encode_query(query) if query else ""
         # Built as a string, not with params=: httpx would encode spaces as "+", not as signed.
         url = f"{self.base_url}{path}" + (f"?{qs}" if qs else "")
         headers = {"x-acs-action": action, "x-acs-version": API_VERSION}
         if content is not None:
             headers["content-type"] = "application/json; charset=utf-8"
+        # The whole exchange's time: the POST's full timeouts (never shortened, see the class
+        # docstring); a GET's, capped by the run deadline.
+        total = self._connect_timeout + self._read_timeout
+        timeout: Any = httpx.USE_CLIENT_DEFAULT
+        if method != "POST" and self._deadline is not None:
+            try:
+                total = self._deadline.timeout(total)
+            except DeadlineExceeded:
+                raise CSTransportError(
+                    action=action, detail=f"{method} {path}: run deadline passed", timeout=False
+                ) from None
+            read = min(self._read_timeout, total)
+            timeout = httpx.Timeout(
+                connect=min(self._connect_timeout, total), read=read, write=read, pool=read
+            )
+        sent = False
         try:
-            response = self._http.request(method, url, content=content, headers=headers)
-        except (httpx.RequestError, httpx.InvalidURL) as exc:
+            request = self._http.build_request(
+                method,
+                url,
+                content=content,
+                headers=headers,
+                timeout=timeout,
+            )
+            until = time.monotonic() + total
+            response = self._http.send(request, stream=True)
+            sent = True
+            try:
+                body = self._read_body(response, until)
+            finally:
+                response.close()
+        except (httpx.RequestError, httpx.InvalidURL, _Abandoned) as exc:
             log.debug(
                 "cs %s attempt=%d status=error request_id=- error=%s",
                 action,
                 attempt,
                 type(exc).__name__,
             )
-            sent = not isinstance(exc, _NOT_SENT)
-            raise self._transport_error(action, method, path, exc, sent, secrets) from None
-        return response
+            acted = sent or not isinstance(exc, _NOT_SENT)
+            raise self._transport_error(action, method, path, exc, acted, secrets) from None
+        return _Answer(response.status_code, response.reason_phrase, response.headers, body)
+
+    def _read_body(self, response: httpx.Response, until: float) -> bytes:
+        """The decoded body, abandoned beyond ``max_answer_bytes`` or after ``until``."""
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > self._max_answer_bytes:
+                raise _Abandoned(f"answer larger than {self._max_answer_bytes} bytes")
+            if time.monotonic() > until:
+                raise _Abandoned("answer still arriving when its time was up")
+        return bytes(body)
 
     def _transport_error(
         self,
@@ -627,62 +717,58 @@ class CSClient:
         secrets: Iterable[Any],
     ) -> CSTransportError:
         what = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport error"
-        text = self._redact(str(exc), secrets)[:_MAX_ERROR_TEXT]
+        text = self._message(str(exc), secrets)
         detail = f"{method} {path}: {what}: {type(exc).__name__}" + (f": {text}" if text else "")
         return CSTransportError(action=action, detail=detail, timeout=may_have_acted)
 
     def _check(
         self,
         action: str,
-        response: httpx.Response,
+        answer: _Answer,
         *,
         attempt: int = 0,
         secrets: Iterable[Any] = (),
     ) -> dict[str, Any]:
         """The JSON object of a 2xx answer; :class:`CSApiError` for any other status."""
         secrets = tuple(secrets)
-        try:
-            payload: Any = response.json() if response.content else None
-        except ValueError:
-            payload = None
+        payload = answer.payload()
         log.debug(
             "cs %s attempt=%d status=%d request_id=%s",
             action,
             attempt,
-            response.status_code,
-            _request_id(payload if isinstance(payload, dict) else None, response) or "-",
+            answer.status,
+            _request_id(payload if isinstance(payload, dict) else None, answer) or "-",
         )
-        if not 200 <= response.status_code < 300:
-            raise self._api_error(action, response, payload, secrets)
+        if not 200 <= answer.status < 300:
+            raise self._api_error(action, answer, payload, secrets)
         if not isinstance(payload, dict):
             raise CSTransportError(
                 action=action,
-                detail=f"HTTP {response.status_code} with a body that is not a JSON object",
+                detail=f"HTTP {answer.status} with a body that is not an acceptable JSON object",
                 timeout=True,
             )
         return payload
 
     def _api_error(
-        self, action: str, response: httpx.Response, payload: Any, secrets: tuple[Any, ...]
+        self, action: str, answer: _Answer, payload: Any, secrets: tuple[Any, ...]
     ) -> CSApiError:
-        status = response.status_code
+        status = answer.status
         if isinstance(payload, dict):
             code = _opt_str(_first(payload, "Code", "code")) or f"HTTP{status}"
             message = _opt_str(_first(payload, "Message", "message")) or ""
-            request_id = _request_id(payload, response)
+            request_id = _request_id(payload, answer)
         else:
             code = f"HTTP{status}"
-            text = " ".join(response.text.split())
-            if len(text) > _MAX_ERROR_TEXT:
-                text = text[:_MAX_ERROR_TEXT] + "..."
-            message = text or response.reason_phrase
-            request_id = _request_id(None, response)
+            # Redact before cutting: a cut through a secret must not leave part of it behind.
+            message = answer.body[: 16 * 1024].decode("utf-8", "replace") or answer.reason
+            request_id = _request_id(None, answer)
         return CSApiError(
             action=action,
             status=status,
-            code=self._redact(code, secrets),
-            message=self._redact(message, secrets),
+            code=self._message(code, secrets, 80),
+            message=self._message(message, secrets),
             request_id=request_id,
+            retry_after=_retry_after_seconds(answer),
         )
 
 

@@ -25,6 +25,17 @@ It is evaluated after the main query, with the same error handling (an empty or 
 ``empty``/``nan`` too), and its *value* becomes the reading's timestamp and is checked against
 ``max_age``. Without it the reading's timestamp is the evaluation time.
 
+Limits
+------
+Every answer is read through :class:`_BoundedAdapter`: more than ``max_answer_bytes`` (decoded),
+still arriving when the query's time is up, or JSON nested deeper than
+:data:`edgescaler.safejson.MAX_DEPTH` is abandoned and reported ``bad_response`` (``timeout`` for
+time) before it is parsed; a vector of more than :data:`MAX_SERIES` series is ``bad_response``
+too. With a run :class:`~edgescaler.deadline.Deadline`, each query gets at most the time left.
+Once a query to this server timed out or could not connect, later queries of the same run fail at
+once with the same reason (the server is down; waiting again for every policy would only burn
+the run's deadline).
+
 ``requests`` and ``prometheus_api_client`` are imported on the first query, not at import time:
 the Function Compute cold start only pays for them when a policy actually reads Prometheus.
 """
@@ -34,18 +45,25 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+from edgescaler import safejson
+from edgescaler.deadline import Deadline, DeadlineExceeded
 from edgescaler.errors import ConfigError, MetricError
 from edgescaler.metrics.base import Reading
+from edgescaler.outside import message as outside_message
 
 _DETAIL_MAX = 300
 _QUERY_MAX = 80
 _BODY_MAX = 160
 _LABEL_SETS_SHOWN = 3
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+MAX_SERIES = 1000
+MAX_TIMEOUT = 60.0
 # urllib3 prefixes its messages with the pool/connection and the full URL; we already name the
 # host, so keep only the cause ("[Errno 111] Connection refused").
 _POOL_PREFIX = re.compile(r"^\s*HTTPS?Connection(?:Pool)?\(host=[^)]*\):\s*")
@@ -68,6 +86,8 @@ class PrometheusSource:
         *,
         timeout: float = 5.0,
         headers: Mapping[str, str] | None = None,
+        deadline: Deadline | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -75,17 +95,23 @@ class PrometheusSource:
                 f"Prometheus URL must look like http(s)://host[:port][/prefix], "
                 f"got scheme {parts.scheme!r} and host {parts.hostname!r}"
             )
-        if not timeout > 0:
-            raise ConfigError(f"Prometheus timeout must be > 0 seconds, got {timeout}")
+        if not 0 < timeout <= MAX_TIMEOUT:
+            raise ConfigError(
+                f"Prometheus timeout must be > 0 and at most {MAX_TIMEOUT:g} seconds, got {timeout}"
+            )
         self._url = url.rstrip("/")
         # netloc without any user:password@ part: this is what error details show.
         self._host = parts.netloc.rpartition("@")[2]
         self._timeout = timeout
         self._headers = dict(headers) if headers else None
+        self._deadline = deadline
+        self._max_answer_bytes = max_answer_bytes
         self._lock = threading.Lock()
         self._client: Any = None
         # The last HTTP response seen by the calling thread; see _remember_response.
         self._local = threading.local()
+        # The first timeout/connection failure of this source: later queries fail fast with it.
+        self._down: MetricError | None = None
 
     def __repr__(self) -> str:
         return f"PrometheusSource(host={self._host!r}, timeout={self._timeout})"
@@ -154,16 +180,20 @@ class PrometheusSource:
 
         session = requests.Session()
         session.hooks["response"].append(self._remember_response)
-        return PrometheusConnect(
+        # No retries and no backoff: the library's default would retry 5xx three times with
+        # a growing sleep. read=False keeps a read timeout a ReadTimeout (requests' own
+        # default) instead of a ConnectionError wrapping MaxRetryError.
+        retry = Retry(total=0, read=False)
+        client = PrometheusConnect(
             url=self._url,
             headers=self._headers,
-            # No retries and no backoff: the library's default would retry 5xx three times with
-            # a growing sleep. read=False keeps a read timeout a ReadTimeout (requests' own
-            # default) instead of a ConnectionError wrapping MaxRetryError.
-            retry=Retry(total=0, read=False),
+            retry=retry,
             session=session,
             timeout=self._timeout,
         )
+        # Replace the adapter PrometheusConnect mounted for our URL with the bounded one.
+        session.mount(self._url, _bounded_adapter(self._max_answer_bytes, self._local, retry))
+        return client
 
     def _remember_response(self, response: Any, *args: object, **kwargs: object) -> None:
         # custom_query keeps neither the HTTP status nor the error body nor the resultType, and
@@ -179,34 +209,59 @@ class PrometheusSource:
         from prometheus_api_client.exceptions import PrometheusApiClientException
         from requests import exceptions as rex
 
+        if self._down is not None:
+            raise MetricError(name, self._down.reason, _one_line(f"{where}: {self._down.detail}"))
+        timeout = self._timeout
+        if self._deadline is not None:
+            try:
+                timeout = self._deadline.timeout(timeout)
+            except DeadlineExceeded:
+                raise MetricError(
+                    name, "timeout", _one_line(f"{where}: the run deadline passed")
+                ) from None
         client = self._connection()
         self._local.response = None
+        self._local.until = time.monotonic() + timeout
         try:
-            result = client.custom_query(query)
+            result = client.custom_query(query, timeout=timeout)
+        except _TooLarge as exc:
+            raise MetricError(name, "bad_response", _one_line(f"{where}: {exc}")) from exc
+        except _TooSlow as exc:
+            raise MetricError(name, "timeout", _one_line(f"{where}: {exc}")) from exc
         except PrometheusApiClientException as exc:
             raise MetricError(
                 name, "http_error", _one_line(f"{where}: {self._http_error(exc)}")
             ) from exc
         except rex.Timeout as exc:  # before ConnectionError: ConnectTimeout is both
-            raise MetricError(
-                name,
-                "timeout",
-                _one_line(f"{where}: timed out after {self._timeout:g}s ({_cause(exc)})"),
+            raise self._mark_down(
+                MetricError(
+                    name,
+                    "timeout",
+                    _one_line(f"{where}: timed out after {timeout:g}s ({_cause(exc)})"),
+                ),
+                f"timed out after {timeout:g}s earlier in this run",
             ) from exc
         except (rex.ConnectionError, rex.ChunkedEncodingError) as exc:
-            raise MetricError(
-                name, "connection_error", _one_line(f"{where}: {_cause(exc)}")
+            raise self._mark_down(
+                MetricError(name, "connection_error", _one_line(f"{where}: {_cause(exc)}")),
+                f"could not connect earlier in this run ({_cause(exc)})",
             ) from exc
         except rex.RequestException as exc:  # JSONDecodeError, ContentDecodingError, redirects...
             raise MetricError(
                 name, "bad_response", _one_line(f"{where}: {self._bad_body(exc)}")
             ) from exc
-        except (KeyError, TypeError, IndexError) as exc:
+        except (KeyError, TypeError, IndexError, ValueError, RecursionError) as exc:
             # custom_query indexes body["data"]["result"] of a 200 answer.
             raise MetricError(
                 name, "bad_response", _one_line(f"{where}: {self._bad_body(exc)}")
             ) from exc
         return self._parse(name, where, result)
+
+    def _mark_down(self, error: MetricError, why: str) -> MetricError:
+        with self._lock:
+            if self._down is None:
+                self._down = MetricError(error.metric, error.reason, why)
+        return error
 
     def _http_error(self, exc: Exception) -> str:
         response = getattr(self._local, "response", None)
@@ -220,16 +275,16 @@ class PrometheusSource:
         if isinstance(body, dict) and "error" in body:
             kind = body.get("errorType")
             message = f"{kind}: {body['error']}" if kind else str(body["error"])
-            return f"{status} {_clip(message, _BODY_MAX)}"
+            return f"{status} {outside_message(message, _BODY_MAX)}"
         text = response.text.strip()
-        return f"{status} {_clip(text, _BODY_MAX)}" if text else f"{status} (empty body)"
+        return f"{status} {outside_message(text, _BODY_MAX)}" if text else f"{status} (empty body)"
 
     def _bad_body(self, exc: Exception) -> str:
         response = getattr(self._local, "response", None)
         if response is None:
             return f"{type(exc).__name__}: {_clip(str(exc), _BODY_MAX)}"
-        ctype = response.headers.get("Content-Type", "no content type")
-        text = _clip(response.text.strip(), 60)
+        ctype = outside_message(response.headers.get("Content-Type", "no content type"), 60)
+        text = outside_message(response.text.strip(), 60)
         return (
             f"HTTP {response.status_code} body is not a Prometheus query result "
             f"({type(exc).__name__}; {ctype}): {text!r}"
@@ -261,6 +316,8 @@ class PrometheusSource:
                 raise bad(f"vector result is a {type(result).__name__}, not a list")
             if not result:
                 raise MetricError(name, "empty", _one_line(f"{where} returned no series"))
+            if len(result) > MAX_SERIES:
+                raise bad(f"{len(result)} series, more than {MAX_SERIES}")
             if len(result) > 1:
                 shown = ", ".join(_labels(item) for item in result[:_LABEL_SETS_SHOWN])
                 more = ", ..." if len(result) > _LABEL_SETS_SHOWN else ""
@@ -359,4 +416,75 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _one_line(text: str) -> str:
-    return _clip(" ".join(text.split()), _DETAIL_MAX)
+    return outside_message(text, _DETAIL_MAX)
+
+
+class _TooLarge(Exception):
+    """An answer abandoned for its size or shape (reported ``bad_response``)."""
+
+
+class _TooSlow(Exception):
+    """An answer still arriving when the query's time was up (reported ``timeout``)."""
+
+
+def _bounded_adapter(max_bytes: int, local: threading.local, retry: Any) -> Any:
+    """A requests transport adapter that reads each answer itself, within limits.
+
+    requests reads a body with per-read timeouts only, so an answer trickled a byte at a time
+    never ends; and it reads any size. This adapter streams the body and stops beyond
+    ``max_bytes`` (decoded: a gzip bomb counts at its real size), after ``local.until`` (the
+    calling thread's query deadline), or when its JSON nests too deeply to parse safely. The
+    exceptions subclass ``requests.RequestException`` so that ``custom_query`` lets them through.
+    """
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.exceptions import DecodeError, ReadTimeoutError
+
+    class TooLarge(_TooLarge, requests.RequestException):
+        pass
+
+    class TooSlow(_TooSlow, requests.RequestException):
+        pass
+
+    class BoundedAdapter(HTTPAdapter):
+        def send(
+            self,
+            request: Any,
+            stream: bool = False,
+            timeout: Any = None,
+            verify: Any = True,
+            cert: Any = None,
+            proxies: Any = None,
+        ) -> Any:
+            response = super().send(
+                request, stream=True, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+            )
+            until = getattr(local, "until", None)
+            body = bytearray()
+            try:
+                for chunk in response.raw.stream(64 * 1024, decode_content=True):
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise TooLarge(f"answer larger than {max_bytes} bytes; not read further")
+                    if until is not None and time.monotonic() > until:
+                        raise TooSlow("answer still arriving when the query's time was up")
+            except requests.RequestException:
+                response.close()
+                raise
+            except ReadTimeoutError as exc:
+                response.close()
+                raise requests.exceptions.ReadTimeout(str(exc)) from None
+            except DecodeError as exc:
+                response.close()
+                raise requests.exceptions.ContentDecodingError(str(exc)) from None
+            except Exception as exc:  # other urllib3 read errors: a broken connection
+                response.close()
+                raise requests.exceptions.ChunkedEncodingError(str(exc)) from None
+            depth = safejson.nesting_depth(body.decode("utf-8", "replace"))
+            if depth > safejson.MAX_DEPTH:
+                raise TooLarge(f"answer JSON nested more than {safejson.MAX_DEPTH} levels deep")
+            response._content = bytes(body)
+            response._content_consumed = True
+            return response
+
+    return BoundedAdapter(max_retries=retry)

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from edgescaler.errors import ConflictError, StoreError
+from edgescaler.outside import message
 
 ACTIVITY_PREFIX = "activities/"
 EVENT_PREFIX = "events/"
@@ -37,8 +38,12 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"  # the task failed
 REJECTED = "rejected"  # the API refused the call (4xx); nothing was created
 TIMED_OUT = "timed_out"  # the task ran longer than the policy's provisioning timeout
+THROTTLED = "throttled"  # the API's rate limit refused the call; nothing was created
 OPEN = frozenset({CLAIMED, SUBMITTED, UNKNOWN})
-ENDED = frozenset({SUCCEEDED, FAILED, REJECTED, TIMED_OUT})
+ENDED = frozenset({SUCCEEDED, FAILED, REJECTED, TIMED_OUT, THROTTLED})
+
+
+_TIMES = ("created_at", "updated_at", "ended_at", "retry_at")
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -69,6 +74,8 @@ class Activity:
     instance_type: str | None = None
     timeout_mins: int | None = None
     error: str | None = None
+    # Throttled: no new scale-out of the cluster before this time (a short, jittered hold).
+    retry_at: datetime | None = None
     decision: dict[str, Any] = field(default_factory=dict)
     # Scale-out task ids the cluster already had when this activity was claimed: a task that is
     # not among them (nor any other activity's) after an ambiguous POST is this activity's.
@@ -89,15 +96,17 @@ class Activity:
 
     def to_json(self) -> bytes:
         data = asdict(self)
-        for k in ("created_at", "updated_at", "ended_at"):
+        for k in _TIMES:
             data[k] = _iso(data[k])
+        if data["error"]:  # outside text (API messages): redacted and short in the store too
+            data["error"] = message(data["error"])
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Activity:
         try:
             data = json.loads(raw)
-            for k in ("created_at", "updated_at", "ended_at"):
+            for k in _TIMES:
                 data[k] = _parse(data.get(k))
             data["prior_tasks"] = tuple(data.get("prior_tasks") or ())
             return cls(**data)
