@@ -298,12 +298,29 @@ class _FaultHandler(BaseHTTPRequestHandler):
         with owner._lock:
             owner.requests.append(self.path)
             owner.headers.append(dict(self.headers.items()))
-            status, body, content_type, hang = (
+            status, body, content_type, hang, trickle = (
                 owner._status,
                 owner._body,
                 owner._content_type,
                 owner._hang,
+                owner._trickle,
             )
+        if trickle is not None:
+            # A valid start, then one byte per interval for ever (until the server closes).
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(10**9))
+            self.end_headers()
+            self.wfile.write(b'{"status":"success","data":{"resultType":"vector","result":[')
+            self.wfile.flush()
+            while not owner._closing.wait(trickle):
+                try:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                except OSError:
+                    break
+            self.close_connection = True
+            return
         if hang:
             # Hold the connection open without a byte of answer until the server is closed.
             owner._closing.wait()
@@ -339,6 +356,7 @@ class FaultServer:
         self._body = '{"status":"success","data":{"resultType":"vector","result":[]}}'
         self._content_type = "application/json"
         self._hang = False
+        self._trickle: float | None = None
         self.requests: list[str] = []
         self.headers: list[dict[str, str]] = []
         self._httpd = _FaultHTTPServer(("127.0.0.1", 0), _FaultHandler)
@@ -353,17 +371,24 @@ class FaultServer:
     def reply(self, status: int, body: str, content_type: str = "application/json") -> None:
         """Answer each following request with ``status`` and ``body``."""
         with self._lock:
-            self._status, self._body, self._content_type, self._hang = (
+            self._status, self._body, self._content_type, self._hang, self._trickle = (
                 status,
                 body,
                 content_type,
                 False,
+                None,
             )
 
     def hang(self) -> None:
         """Accept each following request and never answer it (provokes a read timeout)."""
         with self._lock:
             self._hang = True
+
+    def trickle(self, interval: float) -> None:
+        """Answer each following request with a body that never ends: one byte per
+        ``interval`` seconds (no read timeout ever fires)."""
+        with self._lock:
+            self._trickle = interval
 
     def close(self) -> None:
         self._closing.set()  # release hanging handlers first, or shutdown() waits for them

@@ -31,8 +31,8 @@ from typing import Any
 
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
-from edgescaler.sensitive import Secret
 from edgescaler.guard import ADDED_NOTHING
+from edgescaler.sensitive import Secret
 from edgescaler.store.base import Activity, Store
 from edgescaler.store.sqlite import SQLiteStore
 from tests.support.clock import FakeClock as _FakeClock
@@ -194,8 +194,8 @@ class World:
 
     def check_invariant(self) -> None:
         """Per cluster: performed POSTs (minus the test's own "foreign" ones) == activities that
-        may have created nodes (not rejected or throttled); every activity's task id is an emulator task of that cluster, and no
-        task id is claimed by two activities."""
+        may have created nodes (not rejected or throttled); every activity's task id is an
+        emulator task of that cluster, and no task id is claimed by two activities."""
         tasks = {t["task_id"]: t["cluster_id"] for t in self.emulator.state()["tasks"]}
         for cluster in sorted(set(self.clusters.values())):
             acts = self.activities(cluster)

@@ -847,3 +847,106 @@ def test_json_helpers_roundtrip() -> None:
     assert json.loads(cs.encode_body(BODY)) == BODY
     with pytest.raises(ValueError):
         cs.encode_body({"count": float("nan")})
+
+
+# --------------------------------------------------------------------------- hostile answers
+
+
+def _pieces(secret: str, shortest: int = 8) -> list[str]:
+    return [
+        secret[i : i + k]
+        for k in range(shortest, len(secret) + 1)
+        for i in range(len(secret) - k + 1)
+    ]
+
+
+@pytest.mark.parametrize("pad", range(150, 200, 7))
+def test_text_error_echoing_the_request_leaks_no_piece_of_the_password(pad: int) -> None:
+    """A gateway that answers text echoing the request: the message is redacted before it is
+    cut, so wherever the cut falls no 8+ character piece of the password survives."""
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, text="x" * pad + request.content.decode())
+
+    Secret(PASSWORD)  # as the actuator's password resolution does
+    with client(App(echo)) as c:
+        exc = raised(CSApiError, lambda: c.scale_out(CLUSTER, BODY))
+    for piece in _pieces(PASSWORD):
+        assert piece not in str(exc), piece
+
+
+def test_an_answer_larger_than_the_cap_is_abandoned() -> None:
+    huge = {"nodes": [{"instance_id": "i-" + "x" * 100}] * 50_000, "page": {"total_count": 1}}
+    with client(App(ok(huge)), max_answer_bytes=1_000_000, max_retries=0) as c:
+        exc = raised(CSTransportError, lambda: c.list_nodes(CLUSTER))
+    assert "larger than 1000000 bytes" in str(exc)
+    with client(App(ok(huge)), max_answer_bytes=1_000_000) as c:
+        exc = raised(CSTransportError, lambda: c.scale_out(CLUSTER, BODY))
+    assert exc.timeout is True  # the POST was sent: it may have acted
+
+
+def test_a_trickled_answer_is_abandoned_at_the_deadline() -> None:
+    def trickle(request: httpx.Request) -> httpx.Response:
+        def chunks():  # type: ignore[no-untyped-def]
+            import time
+
+            yield b'{"nodes": ['
+            while True:  # one byte at a time, for ever
+                time.sleep(0.05)
+                yield b" "
+
+        return httpx.Response(200, content=chunks())
+
+    from edgescaler.deadline import Deadline
+
+    with client(App(trickle), deadline=Deadline(0.5), max_retries=3) as c:
+        exc = raised(CSTransportError, lambda: c.list_nodes(CLUSTER))
+    assert "still arriving" in str(exc) or "deadline" in str(exc)
+
+
+def test_no_get_is_sent_once_the_deadline_has_passed() -> None:
+    from edgescaler.deadline import Deadline
+
+    now = [0.0]
+    deadline = Deadline(5, clock=lambda: now[0])
+    app = App(ok(task("running")))
+    now[0] = 6.0
+    with client(app, deadline=deadline) as c:
+        exc = raised(CSTransportError, lambda: c.describe_task("T-1"))
+    assert "run deadline passed" in str(exc) and app.seen == []
+
+
+def test_retries_stop_when_the_deadline_is_near() -> None:
+    from edgescaler.deadline import Deadline
+
+    now = [0.0]
+    deadline = Deadline(5, clock=lambda: now[0])
+    sleeps = Sleeps()
+    app = App(unavailable())
+
+    def advancing(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += 2.0  # every pause (and attempt) costs two seconds of the run
+
+    with cs.CSClient(
+        REGION,
+        sts,
+        transport=httpx.MockTransport(app),
+        sleep=advancing,
+        rng=random.Random(7),
+        deadline=deadline,
+        max_retries=10,
+    ) as c:
+        exc = raised(CSTransportError, lambda: c.describe_task("T-1"))
+    assert "deadline" in str(exc)
+    assert len(app.seen) <= 3 < 11
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 5000 + b"]" * 5000, b'{"task_id": ' + b"1" * 5000 + b"}", b'{"task_id": "\\ud800"}'],
+)
+def test_a_hostile_2xx_body_is_a_transport_error_not_a_crash(body: bytes) -> None:
+    with client(App(httpx.Response(202, content=body))) as c:
+        exc = raised(CSTransportError, lambda: c.scale_out(CLUSTER, BODY))
+    assert exc.timeout is True and "acceptable JSON" in str(exc)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgescaler import __version__
+from edgescaler import __version__, logs
 from edgescaler.errors import EdgescalerError, PolicyError
 
 EXIT_OK = 0
@@ -266,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logs.install()  # -v is edgescaler's debug output, never botocore's headers
     try:
         code: int = args.func(args)
     except EdgescalerError as exc:

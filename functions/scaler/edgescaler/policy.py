@@ -269,9 +269,13 @@ class TargetTrackingRule(_Model):
     def _one_target(self) -> TargetTrackingRule:
         if (self.target_per_node is None) == (self.target_value is None):
             raise ValueError("give exactly one of target_per_node or target_value")
-        for v in (self.target_per_node, self.target_value):
+        for name in ("target_per_node", "target_value"):
+            v = getattr(self, name)
             if v is not None:
-                _finite(v)
+                try:
+                    _finite(v)
+                except ValueError as exc:
+                    raise FieldError((name,), str(exc)) from None
         return self
 
 

@@ -106,7 +106,7 @@ class Settings:
             s3_endpoint=_url(env, "EDGESCALER_S3_ENDPOINT"),
             cs_connect_timeout=_float(env, "EDGESCALER_CS_CONNECT_TIMEOUT", 5.0, 0.1, 30),
             cs_read_timeout=_float(env, "EDGESCALER_CS_READ_TIMEOUT", 10.0, 0.1, 60),
-            deadline=_optional_float(env, "EDGESCALER_DEADLINE", 5, 86400),
+            deadline=_optional_float(env, "EDGESCALER_DEADLINE", 1, 86400),
             callback_token=_token(env, "EDGESCALER_CALLBACK_TOKEN"),
         )
 

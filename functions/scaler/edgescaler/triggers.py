@@ -97,7 +97,14 @@ def _json(text: str, where: str) -> Any:
 
 
 def _form(text: str) -> dict[str, Any]:
-    pairs = urllib.parse.parse_qs(text, keep_blank_values=True, strict_parsing=False)
+    try:
+        pairs = urllib.parse.parse_qs(
+            text, keep_blank_values=True, strict_parsing=False, errors="strict", max_num_fields=100
+        )
+    except UnicodeDecodeError:
+        raise EventError("event: a form field is not UTF-8 once percent-decoded") from None
+    except ValueError:
+        raise EventError("event: a form-encoded body with more than 100 fields") from None
     if not pairs or not ({"alertName", "ruleId"} & set(pairs)):
         raise EventError("event: a form-encoded body that is not a CloudMonitor alert callback")
     return {k: v[-1] for k, v in pairs.items()}

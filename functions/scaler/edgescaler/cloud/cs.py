@@ -618,7 +618,7 @@ class CSClient:
                 if not exc.retryable or attempt >= self._max_retries:
                     raise
             except CSTransportError:
-                if attempt >= self._max_retries:
+                if attempt >= self._max_retries or self._past_deadline():
                     raise
             pause = self._delay(attempt, retry_after)
             if self._deadline is not None and not self._deadline.allows(pause + 0.1):
@@ -629,6 +629,9 @@ class CSClient:
                 )
             self._sleep(pause)
             attempt += 1
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and self._deadline.expired
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         cap = min(self._backoff_max, self._backoff_base * 2**attempt)

@@ -103,7 +103,7 @@ DEFAULT_ACCESS_KEY_SECRET = "emulator-secret-0001"  # noqa: S105 - a well-known 
 ENV_PREFIX = "EDGESCALER_EMULATOR_"
 
 ACTIONS = ("ScaleOutCluster", "DescribeTaskInfo", "DescribeClusterNodes", "DescribeClusterTasks")
-FAULT_KINDS = ("server_error", "throttle", "slow", "error_after_commit")
+FAULT_KINDS = ("server_error", "throttle", "slow", "error_after_commit", "echo")
 TASK_FAULT_KINDS = ("task_fail", "never_join")
 
 MAX_CLOCK_SKEW = 15 * 60.0
@@ -1030,7 +1030,9 @@ class Emulator:
         Throttling.User with ``x-acs-retry-after`` = ``seconds`` in ms (1000 ms when 0), nothing
         done. ``slow``: answer after ``seconds``; a ScaleOutCluster is performed first, so a
         client that times out does not know. ``error_after_commit`` (ScaleOutCluster only): the
-        scale-out is performed, then 500 InternalError. With ``rate`` each covered call is hit
+        scale-out is performed, then 500 InternalError. ``echo``: 400 with a text/plain body
+        that names the body's ``login_password`` and echoes the raw request body (a misbehaving
+        gateway), nothing done. With ``rate`` each covered call is hit
         with that probability (seeded RNG) instead of always. Faults of one action are used in
         the order they were queued; a call consumes one unit of the first matching fault.
         """
@@ -1202,6 +1204,16 @@ class Emulator:
                     "Throttling.User",
                     "Request was denied due to user flow control.",
                     {"x-acs-retry-after": str(max(1, retry_ms))},
+                )
+            if fault is not None and kind == "echo":
+                # Like a gateway that names the value it choked on, then dumps the request.
+                echo = b"400 Bad Request: the gateway could not forward this request"
+                with contextlib.suppress(ValueError, AttributeError, TypeError):
+                    value = json.loads(body).get("login_password")
+                    echo += f" (bad login_password={value})".encode()
+                echo += b": " + body
+                return _Response(
+                    400, echo, request_id, action, content_type="text/plain; charset=utf-8"
                 )
             if action == "ScaleOutCluster":
                 payload = self._scale_out(param, body, now, request_id, kind)

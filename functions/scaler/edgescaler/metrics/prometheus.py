@@ -461,8 +461,14 @@ def _bounded_adapter(max_bytes: int, local: threading.local, retry: Any) -> Any:
             )
             until = getattr(local, "until", None)
             body = bytearray()
+            raw = response.raw
             try:
-                for chunk in response.raw.stream(64 * 1024, decode_content=True):
+                while True:
+                    # read1: whatever has arrived (read() would wait to fill its buffer, so a
+                    # trickled answer would never come back to the checks below).
+                    chunk = raw.read1(64 * 1024, decode_content=True)
+                    if not chunk:
+                        break
                     body += chunk
                     if len(body) > max_bytes:
                         raise TooLarge(f"answer larger than {max_bytes} bytes; not read further")

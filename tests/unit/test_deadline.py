@@ -1,0 +1,143 @@
+"""The run deadline as a pure mechanism, and where the pipeline and actuator hold to it; the
+throttle hold of the guard."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from edgescaler import guard, report
+from edgescaler.actuator import Context, DryRunActuator, ScaleOutActuator
+from edgescaler.deadline import Deadline, DeadlineExceeded, budget
+from edgescaler.decision import decide
+from edgescaler.pipeline import Deps, run
+from edgescaler.store.base import THROTTLED, Activity
+from edgescaler.store.memory import MemoryStore
+from edgescaler.triggers import RunRequest
+from tests.support import builders
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_budget_leaves_a_margin_under_the_function_timeout() -> None:
+    assert budget(None) == 96.0  # template.yml's 120 s minus 20 %
+    assert budget(120) == 96.0
+    assert budget(30) == 15.0  # at least 15 s of margin
+    assert budget(600) == 480.0
+    assert budget(120, override=50) == 50
+    assert budget(-1) == budget(None)
+
+
+def test_deadline_counts_down_and_caps_timeouts() -> None:
+    clock = Clock()
+    d = Deadline(10, clock=clock)
+    assert d.timeout(5) == 5 and d.allows(10) and not d.expired
+    clock.t += 8
+    assert d.timeout(5) == pytest.approx(2) and not d.allows(3) and d.allows(2)
+    clock.t += 2
+    assert d.expired and d.remaining() == 0
+    with pytest.raises(DeadlineExceeded):
+        d.timeout(5)
+    with pytest.raises(ValueError):
+        Deadline(float("nan"))
+
+
+class NoCloud:
+    """A CloudAPI that must not be reached."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"{name} called after the deadline")
+
+
+def test_policies_not_begun_by_the_deadline_are_reported_deadline() -> None:
+    clock = Clock()
+    deadline = Deadline(5, clock=clock)
+    clock.t += 6
+    deps = Deps(
+        store=MemoryStore(),
+        cloud_for=lambda region: NoCloud(),  # type: ignore[arg-type,return-value]
+        metrics_for=lambda p: NoCloud(),  # type: ignore[arg-type,return-value]
+        actuator=DryRunActuator(),
+        count_workers=len,
+        deadline=deadline,
+    )
+    policies = [builders.policy(name=f"p{i}", cluster_id=f"c{i:09d}abc") for i in range(3)]
+    rep = run(RunRequest("manual"), policies, deps, now=builders.NOW, dry_run=False)
+    assert [o.outcome for o in rep.outcomes] == [report.DEADLINE] * 3
+    assert all("deadline (5s) passed before this policy" in o.reason for o in rep.outcomes)
+
+
+class RecordingCloud:
+    def __init__(self) -> None:
+        self.bodies: list[Mapping[str, Any]] = []
+
+    def scale_out(self, cluster_id: str, body: Mapping[str, Any]) -> Any:
+        self.bodies.append(body)
+        raise AssertionError("no scale-out may start without the time to finish it")
+
+
+def test_no_scale_out_starts_unless_it_can_finish_before_the_deadline() -> None:
+    clock = Clock()
+    deadline = Deadline(30, clock=clock)
+    clock.t += 15  # 15 s left; a scale-out needs 20 s
+    store, cloud = MemoryStore(), RecordingCloud()
+    actuator = ScaleOutActuator(
+        store,
+        lambda region: cloud,
+        {"ENS_LOGIN_PASSWORD": "Dead-L1ne-pw"},
+        deadline=deadline,
+        scale_out_seconds=20,
+    )
+    policy = builders.policy()
+    decision = decide(policy, 2, builders.readings(load=10))
+    ctx = Context(now=builders.NOW, trigger="timer", event_key=None, lookback=builders.NOW)
+    out = actuator.execute(policy, decision, [], ctx)
+    assert out.outcome == report.DEADLINE and "15s of the run left" in out.reason
+    assert cloud.bodies == [] and store.log(policy.cluster_id) == []  # nothing claimed
+
+
+def throttled(seq: int, ago: timedelta) -> Activity:
+    t = builders.NOW - ago
+    return Activity(
+        cluster_id="c0123456789",
+        seq=seq,
+        policy="p",
+        add=2,
+        status=THROTTLED,
+        created_at=t,
+        updated_at=t,
+        ended_at=t,
+        retry_at=t + timedelta(seconds=30),
+        error="ScaleOutCluster: HTTP 400 Throttling.User",
+    )
+
+
+def test_throttle_delay_is_seconds_to_a_minute_and_grows_with_the_streak() -> None:
+    assert guard.throttle_delay([], None, 1.0) == timedelta(seconds=10)
+    assert guard.throttle_delay([], None, 0.5) == timedelta(seconds=5)
+    assert guard.throttle_delay([], None, 7.0) == timedelta(seconds=10)  # jitter clamped
+    streak: Sequence[Activity] = [throttled(1, timedelta(minutes=2)), throttled(2, timedelta(1))]
+    assert guard.throttle_delay(streak, None, 1.0) == timedelta(seconds=40)
+    long_streak = [throttled(i, timedelta(minutes=10 - i)) for i in range(1, 9)]
+    assert guard.throttle_delay(long_streak, None, 1.0) == timedelta(seconds=60)
+    assert guard.throttle_delay([], 45.0, 0.5) == timedelta(seconds=45)  # the server's wish
+    assert guard.throttle_delay([], 3600.0, 0.5) == timedelta(seconds=60)  # capped
+
+
+def test_a_throttled_call_holds_until_retry_at_and_is_no_failure() -> None:
+    policy = builders.policy(cooldown="10m")
+    acts = [throttled(1, timedelta(seconds=10))]
+    held = guard.check(policy, acts, now=builders.NOW)
+    assert held.outcome == guard.BACKOFF and "throttled" in held.reason
+    later = guard.check(policy, acts, now=builders.NOW + timedelta(seconds=21))
+    assert later.allowed  # no cooldown (nothing was added), no provisioning backoff
+    assert guard.nodes_added(acts, builders.NOW - timedelta(hours=1)) == 0

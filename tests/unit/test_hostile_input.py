@@ -1,0 +1,132 @@
+"""Hostile input, by class: deep nesting, huge numbers and strings, invalid unicode, secrets cut
+through the middle. Each class is tried on the shared mechanism (safejson, outside, sensitive)
+and on the trigger parser that uses it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgescaler import outside, safejson, sensitive
+from edgescaler.errors import EventError
+from edgescaler.sensitive import Secret
+from edgescaler.triggers import parse_event
+
+PASSWORD = "Ab3$fragment42"  # 14 characters
+
+
+# -- safejson -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[" * 2000 + "]" * 2000, "nested more than 64 levels deep"),
+        ('{"a":' * 100 + "1" + "}" * 100, "nested more than 64 levels deep"),
+        ('{"n": ' + "1" * 5000 + "}", "a number with 5000 digits"),
+        ('{"n": -' + "9" * 41 + "}", "a number with 41 digits"),
+        ('{"n": 1e999}', "out of range"),
+        ('{"n": NaN}', "NaN is not a JSON value"),
+        ('{"n": -Infinity}', "-Infinity is not a JSON value"),
+        ('{"s": "\\ud800"}', "lone surrogate"),
+        ('{"\\udfff": 1}', "lone surrogate"),
+        ('["ok", ["\\ud83d"]]', "lone surrogate"),
+        ('{"a": "unterminated', "not JSON"),
+        (b"\xff\xfe{}", "not UTF-8"),
+    ],
+)
+def test_safejson_refuses_each_hostile_class(text: str | bytes, expected: str) -> None:
+    with pytest.raises(safejson.JSONError) as info:
+        safejson.loads(text)
+    assert expected in str(info.value)
+    assert len(str(info.value)) < 120
+
+
+def test_safejson_keeps_what_is_fine() -> None:
+    nested = "[" * 64 + "]" * 64
+    assert safejson.nesting_depth(nested) == 64 and safejson.loads(nested) is not None
+    # brackets inside strings do not count; escaped quotes do not end a string
+    assert safejson.loads('{"s": "[[[[\\"]]]]", "pair": "\\ud83d\\ude00", "n": 12.5}') == {
+        "s": '[[[["]]]]',
+        "pair": "\U0001f600",
+        "n": 12.5,
+    }
+    assert safejson.loads('{"big": ' + "9" * 40 + "}")["big"] == int("9" * 40)
+
+
+# -- redaction and quoting ------------------------------------------------------------------------
+
+
+def test_redaction_masks_every_fragment_of_a_known_secret() -> None:
+    Secret(PASSWORD)  # registered on construction
+    assert outside.message(f"echo: {PASSWORD}") == "echo: ***"
+    # cut anywhere: any 8+ character piece is masked, whatever surrounds it
+    for start in range(0, len(PASSWORD) - 8 + 1):
+        for end in range(start + 8, len(PASSWORD) + 1):
+            piece = PASSWORD[start:end]
+            assert piece not in sensitive.redact(f"x{piece}y"), piece
+    # two separate occurrences, and adjacent spans merge into one mask
+    assert sensitive.redact(f"{PASSWORD} and {PASSWORD[:9]}") == "*** and ***"
+
+
+def test_redact_before_cut_leaves_no_half_secret() -> None:
+    """The defect: cutting at 200 first kept 10 of 14 password characters."""
+    Secret(PASSWORD)
+    text = "x" * 190 + PASSWORD + " rest of the echoed request"
+    shown = outside.message(text, 200)
+    assert len(shown) <= 200
+    for k in range(8, len(PASSWORD) + 1):
+        for i in range(len(PASSWORD) - k + 1):
+            assert PASSWORD[i : i + k] not in shown
+
+
+def test_short_values_are_not_registered_but_masked_when_given() -> None:
+    Secret("abc")
+    assert "abc" not in sensitive.known_secrets()
+    assert outside.message("abcabc") == "abcabc"
+    assert sensitive.redact("xabcx", "abc") == "x***x"
+
+
+def test_quote_shows_a_short_escaped_excerpt() -> None:
+    key = "k" * 100_000
+    shown = outside.quote(key)
+    assert len(shown) <= outside.QUOTE_LIMIT + 5 and shown.endswith("...'")
+    assert outside.quote("a\ud800b\nc") == "'a\\ud800b\\nc'"
+    assert outside.quote(10**5000) == "<huge int>"
+    assert outside.one_line("a\r\n\tb\x00c\u2028d\x85e") == "a b\\x00c d e"
+
+
+# -- events ---------------------------------------------------------------------------------------
+
+SURROGATE = "\\ud800"
+TIMER = '{"triggerTime": "2026-11-27T07:05:00Z", "triggerName": "%s", "payload": ""}'
+EVENTBRIDGE = '{"specversion": "1.0", "source": "%s", "id": "%s", "type": "cms:Alert"}'
+CALLBACK = '{"alertName": "a", "alertState": "ALERT", "ruleId": "%s", "timestamp": "1"}'
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        "[" * 2000 + "]" * 2000,
+        '{"policies": ' + "[" * 5000 + "]" * 5000 + "}",
+        TIMER % SURROGATE,
+        f'{{"request_id": "{SURROGATE}"}}',
+        EVENTBRIDGE % (SURROGATE, "id-1"),
+        EVENTBRIDGE % ("acs.cms", SURROGATE),
+        CALLBACK % SURROGATE,
+        '{"dry_run": ' + "1" * 5000 + "}",
+        json.dumps({"x" * 100_000: 1}),
+        json.dumps({"triggerTime": "2026-11-27T07:05:00Z", "triggerName": "t", "y" * 50_000: 1}),
+        '{"triggerTime": "2026-11-27T07:05:00Z", "triggerName": "t", "payload": "'
+        + "[" * 3000
+        + '"}',
+        "\ud800",  # a str event holding a raw lone surrogate
+    ],
+)
+def test_hostile_events_are_one_short_line(event: str) -> None:
+    with pytest.raises(EventError) as info:
+        parse_event(event)
+    msg = str(info.value)
+    assert "\n" not in msg and len(msg) < 300, msg[:400]
+    msg.encode("utf-8")  # printable and encodable: no raw surrogate in the message

@@ -1,0 +1,69 @@
+"""The policy directory as an attacker or a careless copy would leave it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgescaler import policyfile
+from edgescaler.errors import PolicyError
+
+VALID = Path(__file__).resolve().parent.parent / "fixtures" / "policies" / "valid" / "minimal.yaml"
+
+
+@pytest.fixture
+def pdir(tmp_path: Path) -> Path:
+    d = tmp_path / "policies"
+    d.mkdir()
+    shutil.copy(VALID, d / "minimal.yaml")
+    return d
+
+
+def problems(d: Path) -> list[str]:
+    with pytest.raises(PolicyError) as info:
+        policyfile.load([d])
+    return [str(p) for p in info.value.problems]
+
+
+def test_hidden_and_appledouble_files_are_ignored(pdir: Path) -> None:
+    (pdir / "._minimal.yaml").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    (pdir / ".draft.yaml").write_text("name: [unfinished")
+    assert [p.name for p in policyfile.load([pdir])] == ["minimal"]
+
+
+def test_a_dangling_symlink_is_a_problem_not_skipped(pdir: Path) -> None:
+    (pdir / "gone.yaml").symlink_to(pdir / "nowhere.yaml")
+    (found,) = problems(pdir)
+    assert found == f"{pdir / 'gone.yaml'}: cannot read: a dangling or looping symbolic link"
+
+
+def test_a_symlink_loop_is_a_problem(pdir: Path) -> None:
+    (pdir / "a.yaml").symlink_to(pdir / "b.yaml")
+    (pdir / "b.yaml").symlink_to(pdir / "a.yaml")
+    found = problems(pdir)
+    assert len(found) == 2 and all("dangling or looping symbolic link" in p for p in found)
+
+
+def test_a_fifo_is_reported_not_read(pdir: Path) -> None:
+    os.mkfifo(pdir / "pipe.yaml")  # opening it would block for ever
+    assert problems(pdir) == [f"{pdir / 'pipe.yaml'}: cannot read: not a regular file"]
+
+
+def test_an_oversized_file_is_refused_unread(pdir: Path) -> None:
+    (pdir / "big.yaml").write_text("# " + "x" * policyfile.MAX_FILE_BYTES + "\n")
+    assert problems(pdir) == [f"{pdir / 'big.yaml'}: larger than 256 KiB; not a policy"]
+
+
+def test_an_unreadable_file_names_the_reason(pdir: Path) -> None:
+    (pdir / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    assert problems(pdir) == [f"{pdir / 'latin1.yaml'}: cannot read: not UTF-8 (byte 9)"]
+
+
+def test_a_symlink_to_a_valid_policy_is_followed(pdir: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "shared.yaml"
+    elsewhere.write_text(VALID.read_text().replace("name: minimal", "name: shared"))
+    (pdir / "shared.yaml").symlink_to(elsewhere)
+    assert sorted(p.name for p in policyfile.load([pdir])) == ["minimal", "shared"]
