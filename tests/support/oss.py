@@ -9,7 +9,7 @@ Load with ``-p tests.support.oss`` (or list it in ``pytest_plugins``)::
     def test_y(oss_layer):            # a fresh layer (fresh port, probe cache cleared)
         oss_layer.ignore_forbid_overwrite = True   # an endpoint that drops the header
         oss_layer.conflicts = ["FileImmutable"]    # next create-only PUT: 409 with that code
-        oss_layer.lose_responses = 1  # apply the next create-only PUT, answer 500 (lost reply)
+        oss_layer.lose_responses = 1  # do the next create-only PUT, answer 500 (lost reply)
         oss_layer.versioning_error = "AccessDenied"  # GetBucketVersioning answered 403
         oss_layer.seen; oss_layer.calls()
 
@@ -119,7 +119,9 @@ class Seen:
             k: ("***" if k in ("authorization", "x-oss-security-token") else v)
             for k, v in self.headers.items()
         }
-        return f"Seen({self.method} {self.key!r}?{self.query} -> {self.status} {self.code}, {shown})"
+        return (
+            f"Seen({self.method} {self.key!r}?{self.query} -> {self.status} {self.code}, {shown})"
+        )
 
 
 @dataclass
@@ -311,9 +313,10 @@ class OSSLayer:
         with self._create_lock:
             exists = self._upstream_call("HEAD", f"/{bucket}/{_quote(key)}", {}, b"")[0] == 200
             if exists:
-                return self._error(409, "FileAlreadyExists")
-            reply = self._relay_object("PUT", bucket, key, headers, body)
-        if lose and reply.status == 200:
+                reply = self._error(409, "FileAlreadyExists")
+            else:
+                reply = self._relay_object("PUT", bucket, key, headers, body)
+        if lose:  # whatever happened, the client only sees a 500
             return self._error(500, "InternalError")
         return reply
 
@@ -327,7 +330,10 @@ class OSSLayer:
                 return self._upstream_error(status, raw)
             found = re.search(rb"<Status>(\w+)</Status>", raw)
             inner = f"<Status>{found.group(1).decode()}</Status>" if found else ""
-            doc = f'<?xml version="1.0" encoding="UTF-8"?>\n<VersioningConfiguration>{inner}</VersioningConfiguration>'
+            doc = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n'
+                f"<VersioningConfiguration>{inner}</VersioningConfiguration>"
+            )
             return _Reply(200, {"content-type": "application/xml"}, doc.encode())
         if method == "GET" and "list-type" in names:
             status, _, raw = self._upstream_call("GET", f"/{bucket}?{query}", {}, b"")

@@ -13,9 +13,9 @@ endpoint's (``oss-cn-hangzhou-internal.aliyuncs.com`` → ``cn-hangzhou``), else
 **Failures** are :class:`OSSFailure`: the HTTP status, OSS's error ``Code``/``Message``/
 ``RequestId``/``EC`` from the XML body (or its ``x-oss-*`` headers for a HEAD), and whether an
 earlier attempt of the same call may already have been applied (``maybe_applied``: a retried
-write whose first answer was lost). Connection failures, timeouts, HTTP 5xx and 429 are retried
-(three attempts in all, short jittered pauses); nothing else is. Text taken from the wire is
-scrubbed of the credentials before it is kept.
+write whose first answer was lost). Connection failures, timeouts, HTTP 500/502/503/504 and 429
+are retried (three attempts in all, short jittered pauses); nothing else is. Text taken from the
+wire is scrubbed of the credentials before it is kept.
 
 Responses are read up to :data:`MAX_BODY` bytes; XML is parsed with the standard library (the
 endpoint is the operator's own bucket over TLS; expat does not fetch external entities).
@@ -29,7 +29,7 @@ import random
 import re
 import threading
 import time
-import xml.etree.ElementTree as ET  # noqa: S405 - see the module docstring
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -51,6 +51,9 @@ _OSS_HOST = re.compile(r"^oss-(?P<region>[a-z]{2}-[a-z0-9-]+?)(?:-internal)?\.al
 _REGION = re.compile(r"^[a-z]{2}-[a-z0-9-]{1,40}$")
 # Requests httpx gave up on before anything reached the server.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+# Answers worth another attempt (not 501 NotImplemented: that one will not change its mind).
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 _http_clients: dict[str, httpx.Client] = {}
 _http_lock = threading.Lock()
@@ -195,10 +198,14 @@ class OSSClient:
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._attempts = max(1, attempts)
         self._sleep = sleep
-        self._secrets = tuple(s for s in (credentials.access_key_secret, credentials.security_token) if s)
+        self._secrets = tuple(
+            s for s in (credentials.access_key_secret, credentials.security_token) if s
+        )
 
     def __repr__(self) -> str:
-        return f"OSSClient(endpoint={self.endpoint!r}, bucket={self.bucket!r}, region={self.region!r})"
+        return (
+            f"OSSClient(endpoint={self.endpoint!r}, bucket={self.bucket!r}, region={self.region!r})"
+        )
 
     # -- addressing
 
@@ -246,7 +253,7 @@ class OSSClient:
                     ) from None
                 maybe_applied = maybe_applied or sent
             else:
-                retryable = answer.status >= 500 or answer.status == 429
+                retryable = answer.status in _RETRY_STATUS
                 if answer.status < 300:
                     return answer
                 if last or not retryable:
@@ -259,7 +266,10 @@ class OSSClient:
         self, method: str, url: str, headers: dict[str, str], body: bytes, auth: OssV4Auth
     ) -> Answer:
         with self._http.stream(
-            method, url, headers=headers, content=body if method in ("PUT", "POST") else None,
+            method,
+            url,
+            headers=headers,
+            content=body if method in ("PUT", "POST") else None,
             auth=auth,
         ) as response:
             chunks: list[bytes] = []
@@ -368,6 +378,8 @@ class OSSClient:
         answer = self.request("GET", None, query={"versioning": ""})
         root = parse_xml(answer.body)
         if root is None or _local(root.tag) != "VersioningConfiguration":
-            raise OSSFailure("MalformedVersioningResponse", answer.status, "not a VersioningConfiguration")
+            raise OSSFailure(
+                "MalformedVersioningResponse", answer.status, "not a VersioningConfiguration"
+            )
         status = child_text(root, "Status")
         return status.strip() if status and status.strip() else None

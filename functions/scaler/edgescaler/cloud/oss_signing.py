@@ -7,9 +7,11 @@ request::
 
     CanonicalRequest = METHOD \\n CanonicalURI \\n CanonicalQuery \\n CanonicalHeaders \\n
                        AdditionalHeaders \\n "UNSIGNED-PAYLOAD"
-    StringToSign     = "OSS4-HMAC-SHA256" \\n <x-oss-date> \\n <scope> \\n hex(sha256(CanonicalRequest))
+    StringToSign     = "OSS4-HMAC-SHA256" \\n <x-oss-date> \\n <scope> \\n
+                       hex(sha256(CanonicalRequest))
     scope            = <yyyymmdd>/<region>/oss/aliyun_v4_request
-    SigningKey       = HMAC chain over "aliyun_v4" + secret: date, region, "oss", "aliyun_v4_request"
+    SigningKey       = HMAC chain over "aliyun_v4" + secret:
+                       date, region, "oss", "aliyun_v4_request"
     Authorization    = OSS4-HMAC-SHA256 Credential=<key id>/<scope>[,AdditionalHeaders=a;b],
                        Signature=<hex>
 
@@ -89,9 +91,7 @@ def canonical_headers(headers: Mapping[str, str], additional: Iterable[str] = ()
     """``name:value\\n`` per signed header, names lower-cased and sorted, values trimmed."""
     extra = {a.lower() for a in additional}
     lines = sorted(
-        (name.lower(), value.strip())
-        for name, value in headers.items()
-        if is_signed(name, extra)
+        (name.lower(), value.strip()) for name, value in headers.items() if is_signed(name, extra)
     )
     return "".join(f"{name}:{value}\n" for name, value in lines)
 
