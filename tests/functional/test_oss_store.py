@@ -447,3 +447,77 @@ def test_the_oss_store_is_imported_only_when_used_and_pulls_no_sdk() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split("\n")[:2] == ["before False False", "after []"]
+
+
+# -- the client's answers and retries, with httpx's MockTransport -----------------------------
+
+
+def mock_client(answers: list[httpx.Response | Exception]) -> tuple[OSSClient, list[str]]:
+    """An OSSClient whose transport plays ``answers`` in order; the methods sent are recorded."""
+    sent: list[str] = []
+
+    def app(request: httpx.Request) -> httpx.Response:
+        sent.append(request.method)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    http = httpx.Client(transport=httpx.MockTransport(app))
+    client = OSSClient(
+        "http://oss.test", "b-1", "cn-hangzhou", credentials(), http=http, sleep=lambda s: None
+    )
+    return client, sent
+
+
+def test_server_errors_and_dropped_connections_are_retried_three_times_in_all() -> None:
+    client, sent = mock_client([httpx.Response(503), httpx.Response(200, content=b"ok")])
+    assert client.get_object("k") == b"ok" and sent == ["GET", "GET"]
+    refused = httpx.ConnectError("refused")
+    client, sent = mock_client([refused, refused, refused])
+    with pytest.raises(OSSFailure) as err:
+        client.get_object("k")
+    assert (err.value.code, err.value.status, sent) == ("ConnectError", None, ["GET"] * 3)
+    assert not err.value.maybe_applied  # never reached the server
+
+
+def test_client_errors_are_not_retried_and_read_from_the_xml() -> None:
+    body = (
+        b"<Error><Code>FileImmutable</Code><Message>immutable</Message>"
+        b"<RequestId>RID1</RequestId><EC>0026-00000009</EC></Error>"
+    )
+    client, sent = mock_client([httpx.Response(409, content=body)])
+    with pytest.raises(OSSFailure) as err:
+        client.put_object("k", b"{}", forbid_overwrite=True)
+    assert sent == ["PUT"]
+    assert (
+        str(err.value) == "FileImmutable (HTTP 409): immutable (request id RID1, EC 0026-00000009)"
+    )
+
+
+def test_a_409_without_a_readable_code_is_a_store_error() -> None:
+    client, _ = mock_client([httpx.Response(409, content=b"<html>busy</html>")])
+    store = OSSStore(
+        "b-1",
+        "p",
+        credentials=credentials(),
+        endpoint="http://oss.test",
+        region="cn-hangzhou",
+        probe=False,
+    )
+    store.client = client
+    with pytest.raises(StoreError) as err:
+        store.append(claim())
+    assert not isinstance(err.value, ConflictError) and "HTTP409 (HTTP 409)" in str(err.value)
+
+
+def test_a_timeout_after_sending_marks_the_write_as_maybe_applied() -> None:
+    exists = (
+        b"<Error><Code>FileAlreadyExists</Code><Message>exists</Message>"
+        b"<EC>0026-00000002</EC></Error>"
+    )
+    client, sent = mock_client([httpx.ReadTimeout("slow"), httpx.Response(409, content=exists)])
+    with pytest.raises(OSSFailure) as err:
+        client.put_object("k", b"{}", forbid_overwrite=True)
+    assert sent == ["PUT", "PUT"]
+    assert (err.value.code, err.value.maybe_applied) == ("FileAlreadyExists", True)
