@@ -4,7 +4,12 @@ import pytest
 
 from edgescaler import sensitive
 
-pytest_plugins = ["tests.support.prometheus", "tests.support.s3", "tests.support.stores"]
+pytest_plugins = [
+    "tests.support.prometheus",
+    "tests.support.s3",
+    "tests.support.oss",
+    "tests.support.stores",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,37 @@ def test_requirements_leave_out_the_fc_sdk() -> None:
     reqs = package.function_requirements()
     assert any(r.startswith("httpx") for r in reqs) and any(r.startswith("pydantic") for r in reqs)
     assert not any(r.startswith("aliyun-fc2") for r in reqs)
-    assert any(r.startswith("boto3") for r in package.function_requirements(with_s3=True))
+
+
+def test_requirements_per_store() -> None:
+    base = package.function_requirements("sqlite")
+    # The OSS client is edgescaler's own (httpx): the production store adds nothing.
+    assert package.function_requirements("oss") == base
+    s3 = package.function_requirements("s3")
+    assert s3[: len(base)] == base and s3[len(base) :] == ["botocore>=1.34,<2"]
+    assert not any(r.startswith(("boto3", "alibabacloud")) for r in s3)
+    from edgescaler.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--store"):
+        package.function_requirements("redis")
+
+
+def test_botocore_data_is_pruned_to_what_the_s3_client_loads(tmp_path: Path) -> None:
+    data = tmp_path / "botocore" / "data"
+    for d in ("s3/2006-03-01", "ec2/2016-11-15", "sts/2011-06-15"):
+        (data / d).mkdir(parents=True)
+        (data / d / "service-2.json.gz").write_bytes(b"x")
+    for f in ("endpoints.json", "partitions.json", "_retry.json"):
+        (data / f).write_text("{}")
+    package.prune_botocore_data(tmp_path)
+    assert sorted(p.name for p in data.iterdir()) == [
+        "_retry.json",
+        "endpoints.json",
+        "partitions.json",
+        "s3",
+    ]
+    assert (data / "s3" / "2006-03-01" / "service-2.json.gz").is_file()
+    package.prune_botocore_data(tmp_path / "absent")  # no botocore: nothing to do
 
 
 def test_an_invalid_policy_stops_the_build(tmp_path: Path) -> None:
@@ -132,3 +163,99 @@ def test_the_packaged_handler_runs_on_python_310(
     # ceil(9.0 / 1.4) = 7 desired, 2 current: +5 (max_step 5)
     assert (o["outcome"], o["add"]) == ("scaled", 5), o["reason"]
     assert len(emu.scale_out_calls()) == 1
+
+
+# -- the stores from the package, under Python 3.10 ------------------------------------------
+
+STORE_SCRIPT = """
+import sys, json
+sys.path.insert(0, sys.argv[1])
+from datetime import datetime, timezone
+from edgescaler.errors import ConflictError
+from edgescaler.store import open_store
+from edgescaler.store.base import CLAIMED, Activity
+from edgescaler.cloud.credentials import Credentials
+from edgescaler.sensitive import Secret
+kind, url, endpoint = sys.argv[2], sys.argv[3], sys.argv[4]
+if kind == "s3":
+    store = open_store(url, s3_endpoint=endpoint)
+else:
+    creds = Credentials(sys.argv[5], Secret(sys.argv[6]), Secret(sys.argv[7]))
+    store = open_store(url, oss_endpoint=endpoint, oss_region=sys.argv[8], credentials=creds)
+t = datetime(2026, 11, 27, tzinfo=timezone.utc)
+act = Activity(cluster_id="c1", seq=1, policy="p", add=1, status=CLAIMED, created_at=t,
+               updated_at=t)
+store.append(act)
+try:
+    store.append(act)
+    second = "overwritten"
+except ConflictError:
+    second = "conflict"
+heavy = sorted(m for m in ("boto3", "botocore", "alibabacloud_oss_v2") if m in sys.modules)
+print(json.dumps({"seqs": store.seqs("c1"), "second": second, "loaded": heavy,
+                  "store": type(store).__name__}))
+"""
+
+
+def run_packaged_store(code: Path, args: list[str], tmp_path: Path) -> dict[str, object]:
+    interpreter = python310()
+    if interpreter is None:
+        pytest.skip("no Python 3.10 interpreter on this machine")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "NO_PROXY": "127.0.0.1,localhost",
+        **{k: v for k, v in os.environ.items() if k.startswith("AWS_")},
+    }
+    proc = subprocess.run(
+        [interpreter, "-S", "-c", STORE_SCRIPT, str(code), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out: dict[str, object] = json.loads(proc.stdout)
+    return out
+
+
+def test_the_packaged_oss_store_runs_on_python_310(built: Path, tmp_path: Path, oss: Any) -> None:
+    """The default package holds everything the OSS store needs (the layer checks its
+    signatures with the official SDK's signer)."""
+    from tests.support.oss import KEY_ID, SECRET, TOKEN
+
+    assert built.stat().st_size < 10_000_000  # the production store's zip stays under 10 MB
+    code = tmp_path / "code"
+    with zipfile.ZipFile(built) as zf:
+        zf.extractall(code)
+    url = f"oss://{oss.bucket}/{oss.new_prefix()}"
+    got = run_packaged_store(
+        code, ["oss", url, oss.url, KEY_ID, SECRET, TOKEN, oss.region], tmp_path
+    )
+    assert got == {"seqs": [1], "second": "conflict", "loaded": [], "store": "OSSStore"}
+
+
+@pytest.mark.slow  # downloads and builds a second package
+def test_the_packaged_s3_store_runs_on_python_310_with_pruned_botocore(
+    tmp_path: Path, moto_s3: Any
+) -> None:
+    archive = package.build(
+        source=REPO / "functions" / "scaler",
+        policies=REPO / "policies",
+        out=tmp_path / "pkg",
+        store="s3",
+    )
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+    services = {
+        n.split("/")[2] for n in names if n.startswith("botocore/data/") and n.count("/") > 2
+    }
+    assert services == {"s3"}
+    assert not any(n.startswith(("boto3/", "s3transfer/")) for n in names)
+    assert archive.stat().st_size < 10_000_000  # was 23.8 MB with every botocore model
+    code = tmp_path / "code"
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(code)
+    url = f"s3://{moto_s3.bucket}/{moto_s3.new_prefix()}"
+    got = run_packaged_store(code, ["s3", url, moto_s3.endpoint], tmp_path)
+    assert got == {"seqs": [1], "second": "conflict", "loaded": ["botocore"], "store": "S3Store"}

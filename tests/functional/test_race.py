@@ -11,7 +11,9 @@ activity in the store with the task id.
 
 Before the race, the same 16 processes open brand-new SQLite stores all at once (what 16
 concurrent first invocations do): none of them may fail. After it, the same race runs against
-the S3 store (``EDGESCALER_STORE=s3://...`` on moto, ``tests/support/s3.py``).
+the S3 store (``EDGESCALER_STORE=s3://...`` on moto, ``tests/support/s3.py``) and against the OSS
+store (``EDGESCALER_STORE=oss://...``: OSS's dialect, ``x-oss-forbid-overwrite`` and signature V4,
+rendered over the same moto by ``tests/support/oss.py``).
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class Race:
     first: int  # index of race round 0 among all rounds the workers ran
     # round index -> one compact report per worker (shared by every race of a pool)
     reports: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    layer_codes: dict[str, int] = field(default_factory=dict)  # OSS error codes answered
 
     def round(self, rnd: int) -> list[dict[str, Any]]:
         """The workers' reports of race round ``rnd`` (ROUNDS: the timer round)."""
@@ -192,12 +195,17 @@ def report_race(race: Race) -> None:
 
 
 @pytest.fixture(scope="module")
-def races(tmp_path_factory: pytest.TempPathFactory, moto_s3: Any) -> Iterator[dict[str, Race]]:
+def races(
+    tmp_path_factory: pytest.TempPathFactory, moto_s3: Any, oss: Any
+) -> Iterator[dict[str, Race]]:
     """One pool of 16 processes runs, in order: FRESH_STORES rounds opening new SQLite stores,
-    the race on SQLite, the same race on the S3 store (moto). One pool, because spawning 16
-    interpreters is a good part of the time. The workers inherit the fake AWS credentials that
-    ``moto_s3`` puts in ``os.environ``."""
+    the race on SQLite, the same race on the S3 store (moto), the same race on the OSS store
+    (the OSS layer over moto). One pool, because spawning 16 interpreters is a good part of the
+    time. The workers inherit the fake AWS credentials that ``moto_s3`` puts in ``os.environ``;
+    the OSS store is signed with the world's ``ALIBABA_CLOUD_*`` key, which the layer learns."""
+    from edgescaler.store.oss import OSSStore
     from edgescaler.store.s3 import S3Store
+    from tests.support.world import KEY_ID
 
     prefix = moto_s3.new_prefix()
     s3_env = {
@@ -207,6 +215,24 @@ def races(tmp_path_factory: pytest.TempPathFactory, moto_s3: Any) -> Iterator[di
 
     def open_s3() -> S3Store:
         return S3Store(moto_s3.bucket, prefix, endpoint_url=moto_s3.endpoint)
+
+    oss.layer.accounts[KEY_ID] = (KEY_SECRET, None)
+    oss_prefix = oss.new_prefix()
+    oss_env = {
+        "EDGESCALER_STORE": f"oss://{oss.bucket}/{oss_prefix}",
+        "EDGESCALER_OSS_ENDPOINT": oss.url,
+        "EDGESCALER_OSS_REGION": oss.region,
+    }
+
+    def open_oss() -> OSSStore:
+        return OSSStore(
+            oss.bucket,
+            oss_prefix,
+            credentials=oss.credentials(),
+            endpoint=oss.url,
+            region=oss.region,
+            probe=False,
+        )
 
     with ExitStack() as stack:
         sqlite_world = stack.enter_context(
@@ -221,17 +247,34 @@ def races(tmp_path_factory: pytest.TempPathFactory, moto_s3: Any) -> Iterator[di
                 **RACE_WORLD,
             )
         )
+        oss_world = stack.enter_context(
+            build_world(
+                tmp_path_factory.mktemp("race-oss"),
+                policy_names(),
+                extra_env=oss_env,
+                open_store=open_oss,
+                **RACE_WORLD,
+            )
+        )
         fresh = fresh_store_rounds(sqlite_world)
         on_sqlite = race_rounds(sqlite_world)
         on_s3 = race_rounds(s3_world)
-        pool = run_workers([*fresh, *on_sqlite, *on_s3])
+        on_oss = race_rounds(oss_world)
+        pool = run_workers([*fresh, *on_sqlite, *on_s3, *on_oss])
+        first_oss = len(fresh) + len(on_sqlite) + len(on_s3)
         out = {
             "sqlite": Race(sqlite_world, "sqlite", len(fresh), pool.reports),
             "s3": Race(s3_world, "s3", len(fresh) + len(on_sqlite), pool.reports),
+            "oss": Race(oss_world, "oss", first_oss, pool.reports),
         }
+        # Every OSS request of the race passed the layer's signature check, and no create-only
+        # answer other than FileAlreadyExists was seen.
+        codes = Counter(seen.code for seen in oss.layer.seen if seen.code)
+        out["oss"].layer_codes = dict(codes)
         for race in out.values():
             report_race(race)
             print(f"  {ROUNDS + 1} rounds in {pool.span(race.first, ROUNDS + 1):.1f}s")
+        print(f"  oss layer error codes answered: {out['oss'].layer_codes}")
         print(
             f"pool: {WORKERS} spawned processes, {len(pool.reports)} rounds in all, "
             f"wall {pool.wall:.1f}s (spawn+warm-up+first round {pool.spawn:.1f}s)"
@@ -297,7 +340,7 @@ def test_sixteen_processes_creating_one_new_sqlite_store_at_once(races: dict[str
     assert errors == [], f"{len(errors)} failed opens in {len({i for i, _ in errors})} rounds"
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "s3"])
+@pytest.mark.parametrize("backend", ["sqlite", "s3", "oss"])
 def test_sixteen_processes_twenty_rounds_one_scale_out_per_round(
     races: dict[str, Race], backend: str
 ) -> None:
@@ -306,11 +349,19 @@ def test_sixteen_processes_twenty_rounds_one_scale_out_per_round(
     check_manual_rounds(race)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "s3"])
+@pytest.mark.parametrize("backend", ["sqlite", "s3", "oss"])
 def test_one_timer_event_delivered_sixteen_times_at_once(
     races: dict[str, Race], backend: str
 ) -> None:
     check_timer_round(races[backend])
+
+
+def test_every_oss_request_of_the_race_was_signed_right_and_lost_only_as_file_already_exists(
+    races: dict[str, Race],
+) -> None:
+    codes = races["oss"].layer_codes
+    assert codes.get("FileAlreadyExists", 0) > 0  # the race really raced on the claim
+    assert set(codes) <= {"FileAlreadyExists", "NoSuchKey"}, codes
 
 
 def test_two_policies_of_one_cluster_in_one_event_scale_it_once(tmp_path: Path) -> None:

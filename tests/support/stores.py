@@ -23,10 +23,24 @@ def _s3(request: pytest.FixtureRequest, tmp: Path) -> Store:
     return S3Store(moto.bucket, moto.new_prefix(), endpoint_url=moto.endpoint)
 
 
+def _oss(request: pytest.FixtureRequest, tmp: Path) -> Store:
+    from edgescaler.store.oss import OSSStore
+
+    oss = request.getfixturevalue("oss")  # tests.support.oss: OSS's dialect over moto
+    return OSSStore(
+        oss.bucket,
+        oss.new_prefix(),
+        credentials=oss.credentials(),
+        endpoint=oss.url,
+        region=oss.region,
+    )
+
+
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
     "memory": lambda request, tmp: MemoryStore(),
     "sqlite": lambda request, tmp: SQLiteStore(tmp / "store.db"),
     "s3": _s3,
+    "oss": _oss,
 }
 
 

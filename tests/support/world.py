@@ -339,6 +339,8 @@ def race_worker(
 
         if any(env.get("EDGESCALER_STORE", "").startswith("s3://") for env, _ in rounds):
             import boto3  # noqa: F401
+        if any(env.get("EDGESCALER_STORE", "").startswith("oss://") for env, _ in rounds):
+            from edgescaler.store import oss  # noqa: F401
     except BaseException:
         results.put((worker, -1, {"crash": traceback.format_exc()}))
         raise

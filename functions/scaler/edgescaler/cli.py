@@ -188,7 +188,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 def cmd_package(args: argparse.Namespace) -> int:
     from edgescaler import package
 
-    return package.main(out=args.out, policies=args.policies, with_s3=args.with_s3)
+    store = "s3" if args.with_s3 else args.store
+    return package.main(out=args.out, policies=args.policies, store=store)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -233,7 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("package", help="build the FC code package from cp310 manylinux wheels")
     p.add_argument("--out", default="build", help="output directory (default: build)")
     p.add_argument("--policies", default="policies", help="policy directory to include")
-    p.add_argument("--with-s3", action="store_true", help="include boto3 for the S3 store")
+    p.add_argument(
+        "--store",
+        choices=("oss", "s3", "sqlite"),
+        default="oss",
+        help="the store the function will use: oss and sqlite need nothing more, "
+        "s3 adds botocore with only its S3 model (default: oss)",
+    )
+    p.add_argument("--with-s3", action="store_true", help="same as --store s3")
     p.set_defaults(func=cmd_package)
 
     p = sub.add_parser("reconcile", help="compare the activity log with the cloud; print the drift")

@@ -78,10 +78,17 @@ class Runtime:
 
     def open_store(self) -> Store:
         if self.store is None:
-            # For an OSS store inside FC, the service role's per-invocation STS credentials.
+            # Inside FC, the function role's per-invocation STS credentials. The OSS store signs
+            # every request and reads no environment: it also gets the ALIBABA_CLOUD_* fallback.
             fc_creds = creds_mod.from_fc_context(self._context) if self._context else None
+            if self.settings.store.startswith("oss://"):
+                fc_creds = creds_mod.resolve(self._context, self._env)
             self.store = open_store(
-                self.settings.store, s3_endpoint=self.settings.s3_endpoint, credentials=fc_creds
+                self.settings.store,
+                s3_endpoint=self.settings.s3_endpoint,
+                credentials=fc_creds,
+                oss_endpoint=self.settings.oss_endpoint,
+                oss_region=self.settings.oss_region,
             )
         return self.store
 

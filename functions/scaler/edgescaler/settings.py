@@ -85,6 +85,8 @@ class Settings:
     cs_endpoint: str | None
     dry_run: bool
     s3_endpoint: str | None = None
+    oss_endpoint: str | None = None
+    oss_region: str | None = None  # EDGESCALER_OSS_REGION, else FC's own FC_REGION
     cs_connect_timeout: float = 5.0
     cs_read_timeout: float = 10.0
     deadline: float | None = None
@@ -104,6 +106,12 @@ class Settings:
             cs_endpoint=_url(env, "EDGESCALER_CS_ENDPOINT"),
             dry_run=_bool(env, "EDGESCALER_DRY_RUN", False),
             s3_endpoint=_url(env, "EDGESCALER_S3_ENDPOINT"),
+            oss_endpoint=_url(env, "EDGESCALER_OSS_ENDPOINT"),
+            oss_region=(
+                env.get("EDGESCALER_OSS_REGION", "").strip()
+                or env.get("FC_REGION", "").strip()
+                or None
+            ),
             cs_connect_timeout=_float(env, "EDGESCALER_CS_CONNECT_TIMEOUT", 5.0, 0.1, 30),
             cs_read_timeout=_float(env, "EDGESCALER_CS_READ_TIMEOUT", 10.0, 0.1, 60),
             deadline=_optional_float(env, "EDGESCALER_DEADLINE", 1, 86400),

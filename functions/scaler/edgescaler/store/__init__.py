@@ -14,15 +14,22 @@ __all__ = ["Activity", "Store", "open_store"]
 
 
 def open_store(
-    url: str, *, s3_endpoint: str | None = None, credentials: Credentials | None = None
+    url: str,
+    *,
+    s3_endpoint: str | None = None,
+    credentials: Credentials | None = None,
+    oss_endpoint: str | None = None,
+    oss_region: str | None = None,
 ) -> Store:
     """Open the store named by ``EDGESCALER_STORE``.
 
-    ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; ``s3://bucket/prefix``
-    (S3 protocol: Alibaba OSS, MinIO, AWS S3) at ``s3_endpoint`` (``EDGESCALER_S3_ENDPOINT``;
-    None means AWS S3), which probes the endpoint for conditional writes; ``credentials`` (FC's
-    per-invocation STS credentials) are used for it when given; ``memory://`` (tests,
-    ``plan``). Backends are imported only when used.
+    ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; ``oss://bucket/prefix``
+    (Alibaba OSS in its own dialect) at ``oss_endpoint`` (``EDGESCALER_OSS_ENDPOINT``; None means
+    the internal endpoint of ``oss_region``), signed with ``credentials`` (required);
+    ``s3://bucket/prefix`` (S3 protocol: MinIO, AWS S3) at ``s3_endpoint``
+    (``EDGESCALER_S3_ENDPOINT``; None means AWS S3), using ``credentials`` (FC's per-invocation
+    STS credentials) when given; both object stores check the endpoint's create-only writes
+    first; ``memory://`` (tests, ``plan``). Backends are imported only when used.
     """
     if url.startswith("sqlite:///"):
         from edgescaler.store.sqlite import SQLiteStore
@@ -31,6 +38,20 @@ def open_store(
         if not path:
             raise ConfigError("EDGESCALER_STORE: sqlite:/// needs a file path")
         return SQLiteStore(path)
+    if url.startswith("oss://"):
+        bucket, _, prefix = url[len("oss://") :].partition("/")
+        if not bucket or "?" in url or "#" in url:
+            raise ConfigError(f"EDGESCALER_STORE: expected oss://bucket/prefix, got {url[:80]!r}")
+        if credentials is None:
+            raise ConfigError(
+                "oss store: no credentials: give the function a role, or set "
+                "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+            )
+        from edgescaler.store.oss import OSSStore
+
+        return OSSStore(
+            bucket, prefix, credentials=credentials, region=oss_region, endpoint=oss_endpoint
+        )
     if url.startswith("s3://"):
         from edgescaler.store.s3 import S3Store
 
@@ -44,5 +65,5 @@ def open_store(
         return MemoryStore()
     raise ConfigError(
         f"EDGESCALER_STORE: unsupported store {url[:80]!r} "
-        "(use sqlite:///path.db, s3://bucket/prefix or memory://)"
+        "(use sqlite:///path.db, oss://bucket/prefix, s3://bucket/prefix or memory://)"
     )

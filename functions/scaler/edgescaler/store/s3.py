@@ -1,8 +1,9 @@
-"""S3-protocol backend: Alibaba OSS (S3-compatible endpoint), MinIO, AWS S3.
+"""S3-protocol backend: MinIO, AWS S3 (for Alibaba OSS use ``oss://``, :mod:`edgescaler.store.oss`).
 
-``EDGESCALER_STORE=s3://bucket/prefix`` with ``EDGESCALER_S3_ENDPOINT`` (OSS:
-``https://s3.oss-<region>.aliyuncs.com``, or ``-internal`` inside the region; MinIO: its URL;
-AWS S3: unset). Each store key is one object ``<prefix>/<key>``.
+``EDGESCALER_STORE=s3://bucket/prefix`` with ``EDGESCALER_S3_ENDPOINT`` (MinIO: its URL; AWS S3:
+unset). Each store key is one object ``<prefix>/<key>``. OSS's S3-compatible endpoint
+(``https://s3.oss-<region>.aliyuncs.com``) answers ``If-None-Match`` with 501, so the probe below
+refuses it.
 
 **Create-only** is ``PutObject`` with ``If-None-Match: *``: HTTP 412 ``PreconditionFailed``
 means another writer created the key first (:class:`ConflictError`). HTTP 409
