@@ -60,6 +60,8 @@ class Settings:
     s3_endpoint: str | None = None
     cs_connect_timeout: float = 5.0
     cs_read_timeout: float = 10.0
+    # Override of https://kms.{region}.aliyuncs.com (a local fake, or kms-vpc.{region}...).
+    kms_endpoint: str | None = None
 
     @classmethod
     def from_env(
@@ -77,4 +79,5 @@ class Settings:
             s3_endpoint=_url(env, "EDGESCALER_S3_ENDPOINT"),
             cs_connect_timeout=_float(env, "EDGESCALER_CS_CONNECT_TIMEOUT", 5.0, 0.1, 60),
             cs_read_timeout=_float(env, "EDGESCALER_CS_READ_TIMEOUT", 10.0, 0.1, 120),
+            kms_endpoint=_url(env, "EDGESCALER_KMS_ENDPOINT"),
         )
