@@ -389,3 +389,16 @@ def test_template_and_s_yaml_agree() -> None:
     assert (p["logConfig"]["logBeginRule"], p["logConfig"]["enableRequestMetrics"]) == (
         log["LogBeginRule"], log["EnableRequestMetrics"],
     )  # fmt: skip
+
+
+def test_the_readme_policy_for_s_is_the_templates_policy() -> None:
+    text = (ROOT / "README.md").read_text()
+    after = text[text.index("`policy.json`") :]
+    block = after[after.index("```json\n") + 8 : after.index("\n```", after.index("```json"))]
+    (policy,) = one("ALIYUN::RAM::Role")["Policies"]
+    assert json.loads(block) == EVAL(policy["PolicyDocument"])
+
+
+def test_the_code_object_stays_outside_the_store_prefix() -> None:
+    # The same bucket may hold both: the role may delete under StorePrefix/, never the code.
+    assert not EVAL({"Ref": "CodeObject"}).startswith(EVAL({"Ref": "StorePrefix"}) + "/")
