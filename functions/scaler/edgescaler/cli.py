@@ -3,7 +3,7 @@
 Verbs: ``validate PATH...`` · ``plan`` (dry run with explanations; writes nothing) ·
 ``run --event FILE|-`` (exactly the FC handler's code path, locally) · ``history`` ·
 ``reconcile`` (log vs cloud drift) · ``package`` (the FC code zip) · ``emulator`` (the local
-CS API + Prometheus stand-in) · ``demo``.
+CS API + Prometheus stand-in) · ``demo`` · ``invoke`` (the deployed function, through FC's API).
 
 Exit status: 0 when the command completed (also when nothing was scaled); 2 with a one-line
 reason on bad input or configuration.
@@ -179,6 +179,57 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_invoke(args: argparse.Namespace) -> int:
+    """Invoke the deployed function with a manual event and print what it answered."""
+    from datetime import datetime, timezone
+
+    from edgescaler import invoke
+    from edgescaler.cloud import credentials as creds_mod
+    from edgescaler.errors import ConfigError
+
+    settings = invoke.InvokeSettings.from_env(os.environ)
+    credentials = creds_mod.from_env(os.environ)
+    if credentials is None:
+        raise ConfigError(
+            "no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET "
+            "(and ALIBABA_CLOUD_SECURITY_TOKEN for STS) of a principal allowed fc:InvokeFunction"
+        )
+    request_id = invoke.new_request_id(datetime.now(timezone.utc))
+    event = invoke.manual_event(args.policy, args.dry_run, request_id)
+    invoker = invoke.build_invoker(settings, credentials)
+    try:
+        result = invoker.invoke(event, asynchronous=args.async_)
+    finally:
+        invoker.close()
+    fc_id = result.request_id or "-"
+    if args.async_:
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "function": settings.target,
+                        "request_id": result.request_id,
+                        "event_request_id": request_id,
+                        "async": True,
+                    }
+                )
+            )
+        else:
+            print(
+                f"{fc_id}  (FC request id of the async invocation of {settings.target}; "
+                f"event request_id {request_id})"
+            )
+        return EXIT_OK
+    report = invoke.report_from(result, settings.target)
+    print(
+        f"edgescaler: invoked {settings.target}: FC request id {fc_id}, event request_id "
+        f"{request_id}",
+        file=sys.stderr,
+    )
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return EXIT_BAD_INPUT if report.get("error") else EXIT_OK
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from edgescaler.cloud import emulator
 
@@ -249,6 +300,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100, help="activities per cluster to check")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser(
+        "invoke",
+        help="invoke the deployed function (FC 3.0 or 2.0) and print its run report",
+        description="Settings: EDGESCALER_FC_API, _FUNCTION, _SERVICE (FC 2.0), _REGION, "
+        "_ACCOUNT_ID, _ENDPOINT, _QUALIFIER, _TIMEOUT; credentials: ALIBABA_CLOUD_*.",
+    )
+    p.add_argument("--policy", action="append", metavar="NAME", help="only this policy")
+    p.add_argument("--dry-run", action="store_true", help="ask the function not to scale out")
+    p.add_argument(
+        "--async", dest="async_", action="store_true", help="do not wait; print FC's request id"
+    )
+    p.add_argument("--json", action="store_true", help="print the run report as JSON")
+    p.set_defaults(func=cmd_invoke)
 
     p = sub.add_parser(
         "emulator", help="serve the local CS API emulator (and a scripted Prometheus)"

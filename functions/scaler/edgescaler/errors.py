@@ -8,12 +8,16 @@ contains a secret (password, access key secret, STS token).
     ├── PolicyError            one or more invalid policy files (carries every problem found)
     ├── EventError             an FC event that is not one of the accepted trigger shapes
     ├── SecretError            a password reference that cannot be resolved or is too weak
+    │   ├── KMSApiError        KMS answered GetSecretValue with an error (code, request id, status)
+    │   └── KMSTransportError  no usable answer from KMS: timeout, refused, unparseable body
     ├── MetricError            a metric that must not be acted on (carries a reason code)
     ├── CloudError             anything that went wrong talking to the CS API
     │   ├── CSApiError         the API answered with an error (code, message, request id, status)
     │   └── CSTransportError   no usable answer: connect/read timeout, connection refused
-    └── StoreError             the activity store cannot be read or written (fail closed)
-        └── ConflictError      a create-only write lost: the key already exists
+    ├── StoreError             the activity store cannot be read or written (fail closed)
+    │   └── ConflictError      a create-only write lost: the key already exists
+    └── InvokeError            `edgescaler invoke`: the FC API refused the call or gave no answer
+        └── FunctionError      the function itself failed (FC answered with X-Fc-Error-Type)
 """
 
 from __future__ import annotations
@@ -135,3 +139,62 @@ class ConflictError(StoreError):
     def __init__(self, key: str) -> None:
         self.key = key
         super().__init__(f"store key already exists: {key}")
+
+
+class KMSApiError(SecretError):
+    """KMS answered GetSecretValue with an error status.
+
+    Carries the secret's *name* (never its value), the KMS error code
+    (``Forbidden.ResourceNotFound``, ``Forbidden.NoPermission``, ``Rejected.Throttling``...), the
+    message and the request id.
+    """
+
+    def __init__(
+        self, *, secret_name: str, status: int, code: str, message: str, request_id: str | None
+    ) -> None:
+        self.secret_name = secret_name
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        rid = f" (request id {request_id})" if request_id else ""
+        super().__init__(f"KMS GetSecretValue {secret_name}: HTTP {status} {code}: {message}{rid}")
+
+    @property
+    def retryable(self) -> bool:
+        """Throttling and server-side errors may succeed later."""
+        return self.status >= 500 or self.status == 429 or "throttling" in self.code.lower()
+
+
+class KMSTransportError(SecretError):
+    """No usable answer from KMS (timeout, refused, reset, a body that is not the expected JSON)."""
+
+    def __init__(self, *, secret_name: str, detail: str) -> None:
+        self.secret_name = secret_name
+        self.detail = detail
+        super().__init__(f"KMS GetSecretValue {secret_name}: {detail}")
+
+
+class InvokeError(EdgescalerError):
+    """``edgescaler invoke``: the FC API refused the invocation or could not be reached.
+
+    ``code`` is FC's error code (``FunctionNotFound``, ``InvalidAccessKeyId.NotFound``...) or a
+    transport reason; ``status`` is the HTTP status (0 when there was no answer).
+    """
+
+    def __init__(
+        self, message: str, *, code: str = "", status: int = 0, request_id: str | None = None
+    ) -> None:
+        self.code = code
+        self.status = status
+        self.request_id = request_id
+        rid = f" (request id {request_id})" if request_id else ""
+        super().__init__(f"{message}{rid}")
+
+
+class FunctionError(InvokeError):
+    """The function ran and failed: FC answered with ``X-Fc-Error-Type`` (``error_type``)."""
+
+    def __init__(self, message: str, *, error_type: str, request_id: str | None) -> None:
+        self.error_type = error_type
+        super().__init__(message, code=error_type, status=200, request_id=request_id)

@@ -91,6 +91,8 @@ class Settings:
     cs_read_timeout: float = 10.0
     deadline: float | None = None
     callback_token: Secret | None = None
+    # Override of https://kms.{region}.aliyuncs.com (a local fake, or kms-vpc.{region}...).
+    kms_endpoint: str | None = None
 
     @classmethod
     def from_env(
@@ -116,6 +118,7 @@ class Settings:
             cs_read_timeout=_float(env, "EDGESCALER_CS_READ_TIMEOUT", 10.0, 0.1, 60),
             deadline=_optional_float(env, "EDGESCALER_DEADLINE", 1, 86400),
             callback_token=_token(env, "EDGESCALER_CALLBACK_TOKEN"),
+            kms_endpoint=_url(env, "EDGESCALER_KMS_ENDPOINT"),
         )
 
     @property

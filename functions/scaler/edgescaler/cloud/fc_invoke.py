@@ -1,0 +1,382 @@
+"""Invoking the deployed function from a workstation: FC 3.0 ``InvokeFunction`` or FC 2.0 ``fc2``.
+
+    FC 3.0  POST {endpoint}/2023-03-30/functions/{function}/invocations[?qualifier=Q]
+            ACS3-HMAC-SHA256 (our signer), x-acs-action InvokeFunction, x-acs-version 2023-03-30,
+            body = the event bytes as application/octet-stream (what the official SDK sends)
+    FC 2.0  POST {endpoint}/2016-08-15/services/{service}[.Q]/functions/{function}/invocations
+            through ``aliyun-fc2`` (module ``fc2``, its own ``FC`` signature), imported lazily
+
+Both take ``x-fc-invocation-type: Sync | Async`` and ``x-fc-log-type: None``. Endpoint (FC 3.0 and
+2.0 alike, "Endpoints" pages of both docs; also what Serverless Devs' fc3 component uses for
+invocations): ``https://{account_id}.{region}.fc.aliyuncs.com``. The generic ``fc.{region}``
+host of the FC 3.0 SDK's endpoint rule is not used; an override (``EDGESCALER_FC_ENDPOINT``)
+replaces the whole base URL.
+
+A sync invocation answers 200 with the function's return value; when the function raised, FC
+still answers 200 but sets ``X-Fc-Error-Type`` (``UnhandledInvocationError``...) and the body is
+``{"errorMessage", "errorType", "stackTrace"}``: that is :class:`~edgescaler.errors.FunctionError`.
+An async invocation answers 202 and only the request id is known. Anything else is
+:class:`~edgescaler.errors.InvokeError` with FC's code, the HTTP status and the request id.
+
+``fc2`` needs two guards (reference/fc.md §4.4): its transport retries 5 times with backoff on a
+refused connection (≈30 s), and on every error it writes the request headers, security token and
+Authorization included, to the *root* logger (and the string to sign, token included, at DEBUG).
+:class:`FC2Invoker` turns the retries off for its call and drops every record ``fc2`` logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+
+from edgescaler import __version__
+from edgescaler.cloud.credentials import Credentials
+from edgescaler.cloud.signing import AcsV3Auth, encode_query, new_nonce, percent_encode
+from edgescaler.errors import ConfigError, FunctionError, InvokeError
+from edgescaler.sensitive import redact
+
+FC3_API_VERSION = "2023-03-30"
+FC2_API_VERSION = "2016-08-15"
+
+log = logging.getLogger("edgescaler.invoke")
+
+_REGION_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_ACCOUNT_RE = re.compile(r"^[0-9]{5,20}$")
+_OVERRIDE_RE = re.compile(r"^https?://[^/\s?#]+/?$")
+_USER_AGENT = f"edgescaler/{__version__}"
+_MAX_TEXT = 300
+
+
+def endpoint_for(region: str | None, account_id: str | None, override: str | None = None) -> str:
+    """``https://{account_id}.{region}.fc.aliyuncs.com``, or ``override`` (no trailing slash)."""
+    if override:
+        base = override.strip()
+        if not _OVERRIDE_RE.match(base):
+            raise ConfigError(
+                f"EDGESCALER_FC_ENDPOINT: expected http(s)://host[:port], got {override[:60]!r}"
+            )
+        return base.rstrip("/")
+    if not region or not _REGION_RE.match(region):
+        raise ConfigError(
+            f"EDGESCALER_FC_REGION: expected a region id such as cn-hangzhou, got {region!r}"
+        )
+    if not account_id or not _ACCOUNT_RE.match(account_id):
+        raise ConfigError(
+            "EDGESCALER_FC_ACCOUNT_ID: expected the numeric Alibaba Cloud account id "
+            f"(the FC endpoint is <account>.<region>.fc.aliyuncs.com), got {account_id!r}"
+        )
+    return f"https://{account_id}.{region}.fc.aliyuncs.com"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What FC answered: its request id, the status, and (sync only) the function's result."""
+
+    request_id: str | None
+    status: int
+    body: bytes
+    asynchronous: bool
+
+
+class Invoker(Protocol):
+    def invoke(self, payload: bytes, *, asynchronous: bool) -> Invocation: ...
+
+    def close(self) -> None: ...
+
+
+def _one_line(text: str, *secrets: Any) -> str:
+    text = " ".join(redact(text, *secrets).split())
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."
+
+
+def function_error(
+    function: str, error_type: str, body: bytes, request_id: str | None
+) -> FunctionError:
+    """The one-line error for a sync answer that carries ``X-Fc-Error-Type`` (``error_type``);
+    ``body`` is the function's error, ``{"errorMessage", "errorType", "stackTrace"}``."""
+    detail = detail_type = ""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        detail = str(data.get("errorMessage") or data.get("ErrorMessage") or "")
+        detail_type = str(data.get("errorType") or data.get("ErrorType") or "")
+    elif body:
+        detail = body.decode("utf-8", "replace")
+    parts = [f"function {function} failed: {error_type}"]
+    if detail_type and detail_type != error_type:
+        parts.append(detail_type)
+    if detail:
+        parts.append(_one_line(detail))
+    return FunctionError(": ".join(parts), error_type=error_type, request_id=request_id)
+
+
+def _api_error(
+    action: str, function: str, status: int, body: bytes, request_id: str | None
+) -> InvokeError:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        code = str(data.get("Code") or data.get("ErrorCode") or f"HTTP{status}")
+        message = str(data.get("Message") or data.get("ErrorMessage") or "")
+        request_id = request_id or (str(data["RequestId"]) if data.get("RequestId") else None)
+    else:
+        code = f"HTTP{status}"
+        message = body.decode("utf-8", "replace")
+    return InvokeError(
+        f"{action} {function}: HTTP {status} {code}"
+        + (f": {_one_line(message)}" if message else ""),
+        code=code,
+        status=status,
+        request_id=request_id,
+    )
+
+
+# --------------------------------------------------------------------------- FC 3.0
+
+
+class FC3Invoker:
+    """``InvokeFunction`` (FC 3.0, API 2023-03-30) over httpx, signed with our ACS3 signer.
+
+    ``read_timeout`` must outlast the function's own timeout for a sync call. Never retried: an
+    invocation that timed out may still be running (its event's ``request_id`` deduplicates a
+    deliberate re-run). ``transport``, ``clock`` and ``nonce`` are the seams for tests.
+    """
+
+    def __init__(
+        self,
+        function: str,
+        credentials: Callable[[], Credentials],
+        *,
+        endpoint: str,
+        qualifier: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 130.0,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], datetime] | None = None,
+        nonce: Callable[[], str] = new_nonce,
+    ) -> None:
+        self.function = function
+        self.base_url = endpoint.rstrip("/")
+        self.qualifier = qualifier
+        self._credentials = credentials
+        self._last: Credentials | None = None
+        auth = (
+            AcsV3Auth(self._current, clock, nonce)
+            if clock is not None
+            else AcsV3Auth(self._current, nonce=nonce)
+        )
+        self._http = httpx.Client(
+            auth=auth,
+            transport=transport,
+            timeout=httpx.Timeout(
+                connect=connect_timeout, read=read_timeout, write=30.0, pool=connect_timeout
+            ),
+            headers={"accept": "application/json", "user-agent": _USER_AGENT},
+            follow_redirects=False,
+        )
+
+    def _current(self) -> Credentials:
+        self._last = self._credentials()
+        return self._last
+
+    def close(self) -> None:
+        self._http.close()
+
+    def invoke(self, payload: bytes, *, asynchronous: bool) -> Invocation:
+        path = f"/{FC3_API_VERSION}/functions/{percent_encode(self.function)}/invocations"
+        qs = encode_query({"qualifier": self.qualifier})
+        url = f"{self.base_url}{path}" + (f"?{qs}" if qs else "")
+        headers = {
+            "x-acs-action": "InvokeFunction",
+            "x-acs-version": FC3_API_VERSION,
+            "x-fc-invocation-type": "Async" if asynchronous else "Sync",
+            "x-fc-log-type": "None",
+            "content-type": "application/octet-stream",
+        }
+        try:
+            response = self._http.post(url, headers=headers, content=payload)
+        except (httpx.RequestError, httpx.InvalidURL) as exc:
+            secrets = (
+                (self._last.access_key_secret, self._last.security_token) if self._last else ()
+            )
+            raise _transport_error(
+                "InvokeFunction", self.function, self.base_url, exc, secrets
+            ) from None
+        request_id = response.headers.get("x-fc-request-id")
+        log.debug(
+            "fc3 InvokeFunction %s status=%d request_id=%s",
+            self.function,
+            response.status_code,
+            request_id or "-",
+        )
+        error_type = response.headers.get("x-fc-error-type")
+        if error_type:
+            raise function_error(self.function, error_type, response.content, request_id)
+        if not 200 <= response.status_code < 300:
+            raise _api_error(
+                "InvokeFunction", self.function, response.status_code, response.content, request_id
+            )
+        return Invocation(request_id, response.status_code, response.content, asynchronous)
+
+
+def _transport_error(
+    action: str, function: str, endpoint: str, exc: Exception, secrets: tuple[Any, ...]
+) -> InvokeError:
+    name = type(exc).__name__
+    if "Timeout" in name:
+        hint = " (the invocation may have reached FC and may still be running: check its logs)"
+        code = "timeout"
+    else:
+        hint = ""
+        code = "connection"
+    detail = _one_line(str(exc), *secrets)
+    return InvokeError(
+        f"{action} {function}: {endpoint}: {name}" + (f": {detail}" if detail else "") + hint,
+        code=code,
+    )
+
+
+# --------------------------------------------------------------------------- FC 2.0
+
+
+class _DropFc2Records(logging.Filter):
+    """Drops every record the ``fc2`` package logs (it logs straight to the root logger)."""
+
+    def __init__(self, package_dir: str) -> None:
+        super().__init__()
+        self._dir = package_dir
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.pathname.startswith(self._dir)
+
+
+@contextmanager
+def fc2_guard(fc2_client: Any) -> Iterator[None]:
+    """While inside: ``fc2`` does not retry (a refused connection fails at once instead of after
+    ≈30 s of backoff) and none of its log records — which carry the security token and the
+    Authorization header — reaches a handler. Both are restored on exit."""
+    saved = (fc2_client.retries, fc2_client.backoff_factor)
+    package_dir = os.path.dirname(os.path.abspath(fc2_client.__file__ or "")) + os.sep
+    dropper = _DropFc2Records(package_dir)
+    root = logging.getLogger()
+    fc2_client.retries, fc2_client.backoff_factor = 0, 0
+    root.addFilter(dropper)
+    try:
+        yield
+    finally:
+        root.removeFilter(dropper)
+        fc2_client.retries, fc2_client.backoff_factor = saved
+
+
+class FC2Invoker:
+    """``invoke_function`` of an FC 2.0 function through ``aliyun-fc2`` (imported here, lazily)."""
+
+    def __init__(
+        self,
+        service: str,
+        function: str,
+        credentials: Credentials,
+        *,
+        endpoint: str,
+        qualifier: str | None = None,
+        timeout: float = 130.0,
+    ) -> None:
+        import fc2
+        import fc2.client
+
+        self.service = service
+        self.function = function
+        self.qualifier = qualifier
+        self.base_url = endpoint.rstrip("/")
+        self._fc2 = fc2
+        self._credentials = credentials
+        self._client = fc2.Client(
+            endpoint=self.base_url,
+            accessKeyID=credentials.access_key_id,
+            accessKeySecret=credentials.access_key_secret.reveal(),
+            securityToken=credentials.security_token.reveal() if credentials.security_token else "",
+            Timeout=timeout,
+        )
+
+    def close(self) -> None:  # fc2 opens a new requests.Session per call
+        pass
+
+    def invoke(self, payload: bytes, *, asynchronous: bool) -> Invocation:
+        import requests
+
+        fc2 = self._fc2
+        secrets = (self._credentials.access_key_secret, self._credentials.security_token)
+        headers = {
+            "x-fc-invocation-type": "Async" if asynchronous else "Sync",
+            "x-fc-log-type": "None",
+        }
+        name = f"{self.service}/{self.function}"
+        try:
+            with fc2_guard(fc2.client):
+                response = self._client.invoke_function(
+                    self.service,
+                    self.function,
+                    payload=payload,
+                    headers=headers,
+                    qualifier=self.qualifier,
+                )
+        except fc2.FcError as exc:
+            raise self._fc_error(exc, name, secrets) from None
+        except requests.exceptions.RequestException as exc:
+            raise _transport_error("InvokeFunction", name, self.base_url, exc, secrets) from None
+        except ValueError as exc:  # fc2 calls r.json() on an error body that is not JSON
+            raise InvokeError(
+                f"InvokeFunction {name}: FC answered an error without a JSON body: "
+                f"{_one_line(str(exc), *secrets)}",
+                code="bad_response",
+            ) from None
+        request_id = response.headers.get("x-fc-request-id")
+        data = response.data
+        body = data if isinstance(data, bytes) else json.dumps(data).encode()
+        return Invocation(request_id, 202 if asynchronous else 200, body, asynchronous)
+
+    @staticmethod
+    def _fc_error(exc: Any, name: str, secrets: tuple[Any, ...]) -> InvokeError:
+        request_id = str(exc.request_id) if getattr(exc, "request_id", "") else None
+        if request_id == "unknown":
+            request_id = None
+        raw = str(getattr(exc, "message", "") or "")
+        status = int(getattr(exc, "status_code", 0) or 0)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        # FC's function error: 200 + X-Fc-Error-Type; fc2 raises it as FcError(status 200) with
+        # the function's error body as the message.
+        # fc2 keeps the body but drops the X-Fc-Error-Type header: the type is not known here.
+        if status == 200 and isinstance(data, dict):
+            return function_error(name, "FunctionError", redact(raw, *secrets).encode(), request_id)
+        return _api_error(
+            "InvokeFunction", name, status, redact(raw, *secrets).encode(), request_id
+        )
+
+
+__all__ = [
+    "FC2_API_VERSION",
+    "FC3_API_VERSION",
+    "FC2Invoker",
+    "FC3Invoker",
+    "Invocation",
+    "Invoker",
+    "endpoint_for",
+    "fc2_guard",
+    "function_error",
+]
