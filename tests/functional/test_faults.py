@@ -22,18 +22,7 @@ from typing import Any
 
 import pytest
 
-from edgescaler.pipeline import CLAIM_GRACE, RESOLVE_AFTER
-from edgescaler.store.base import (
-    CLAIMED,
-    FAILED,
-    REJECTED,
-    SUBMITTED,
-    SUCCEEDED,
-    THROTTLED,
-    TIMED_OUT,
-    UNKNOWN,
-    Activity,
-)
+from edgescaler.activity import CLAIM_GRACE, RESOLVE_AFTER, Activity, Status
 from tests.support.prometheus import FaultServer, PrometheusLauncher
 from tests.support.world import PASSWORD_ENV, FakeClock, World, build_world
 
@@ -62,18 +51,18 @@ def test_503_on_scale_out_is_unknown_then_held_then_resolved_rejected(tmp_path: 
         first = w.outcome(RUN)
         assert first["outcome"] == "error" and "outcome unknown" in first["reason"], first
         assert "503" in first["reason"] and first["activity_seq"] == 1
-        assert only_activity(w).status == UNKNOWN
+        assert only_activity(w).status == Status.UNKNOWN
         assert w.posts() == [] and calls(w, "ScaleOutCluster") == 1  # 503: nothing was done
 
         clock.advance(2 * MIN)  # past the cooldown; within RESOLVE_AFTER
         held = w.outcome(RUN)
         assert held["outcome"] == "in_flight" and "outcome is unknown" in held["reason"]
-        assert only_activity(w).status == UNKNOWN
+        assert only_activity(w).status == Status.UNKNOWN
 
         clock.advance(RESOLVE_AFTER.total_seconds() - 2 * MIN + 1)
         resolving = w.outcome(RUN)
         act = only_activity(w)
-        assert act.status == REJECTED and act.task_id is None
+        assert act.status == Status.REJECTED and act.task_id is None
         assert "no new scale-out task appeared" in (act.error or "")
         assert resolving["outcome"] == "backoff" and "rejected" in resolving["reason"]
 
@@ -107,18 +96,18 @@ def test_a_scale_out_that_went_through_unseen_is_found_and_never_resent(
         assert first["outcome"] == "error" and "outcome unknown" in first["reason"], first
         assert ("timeout" if fault == "slow" else "500") in first["reason"]
         (post,) = w.posts()  # performed
-        assert only_activity(w).status == UNKNOWN and only_activity(w).task_id is None
+        assert only_activity(w).status == Status.UNKNOWN and only_activity(w).task_id is None
 
         clock.advance(2 * MIN)
         found = w.outcome(RUN)
         act = only_activity(w)
-        assert (act.status, act.task_id) == (SUBMITTED, post["task_id"])
+        assert (act.status, act.task_id) == (Status.SUBMITTED, post["task_id"])
         assert "appeared after the claim" in (act.error or "")
         assert found["outcome"] == "in_flight" and post["task_id"] in found["reason"]
 
         clock.advance(9 * MIN)  # the task ends 10 min after the POST; cooldown 1 min after
         done = w.outcome(RUN)
-        assert only_activity(w).status == SUCCEEDED
+        assert only_activity(w).status == Status.SUCCEEDED
         assert done["outcome"] == "no_change", done  # 2 + 3 nodes now carry the load
         assert len(w.posts()) == 1 and calls(w, "ScaleOutCluster") == 1
         w.check_invariant()
@@ -137,7 +126,7 @@ def test_throttled_scale_out_holds_seconds_not_minutes(tmp_path: Path) -> None:
         assert first["outcome"] == "backoff" and "throttled" in first["reason"], first
         assert "Throttling.User" in first["reason"]
         act = only_activity(w)
-        assert act.status == THROTTLED and "Throttling.User" in (act.error or "")
+        assert act.status == Status.THROTTLED and "Throttling.User" in (act.error or "")
         assert act.retry_at is not None
         hold = (act.retry_at - act.created_at).total_seconds()
         assert 20 <= hold <= 60, hold  # the server asked for 20 s; never more than a minute
@@ -175,7 +164,7 @@ def test_failing_reads_of_a_task_are_retried(tmp_path: Path) -> None:
         o = w.outcome(RUN)
         assert o["outcome"] == "in_flight" and "still running" in o["reason"]
         assert calls(w, "DescribeTaskInfo") == 3
-        assert only_activity(w).status == SUBMITTED
+        assert only_activity(w).status == Status.SUBMITTED
         assert len(w.posts()) == 1
         w.check_invariant()
 
@@ -202,7 +191,7 @@ def test_failed_task_backs_off_5_then_10_minutes(tmp_path: Path) -> None:
         clock.advance(2 * MIN)  # ended at +1, cooldown until +2: the backoff is what holds
         o = w.outcome(RUN)
         first = only_activity(w)
-        assert first.status == FAILED and "ScaleOutFailed" in (first.error or "")
+        assert first.status == Status.FAILED and "ScaleOutFailed" in (first.error or "")
         assert first.ended_at == w.now() - timedelta(minutes=1)
         assert o["outcome"] == "backoff" and "backing off 5 min" in o["reason"], o
 
@@ -221,7 +210,7 @@ def test_failed_task_backs_off_5_then_10_minutes(tmp_path: Path) -> None:
         clock.advance(1)
         assert w.outcome(RUN)["outcome"] == "scaled"
         statuses = [a.status for a in w.activities(w.clusters["edge-a"])]
-        assert statuses == [FAILED, FAILED, SUBMITTED]
+        assert statuses == [Status.FAILED, Status.FAILED, Status.SUBMITTED]
         assert len(w.posts()) == 3
         w.check_invariant()
 
@@ -237,7 +226,7 @@ def test_nodes_that_never_join_end_in_a_failed_task_and_backoff(tmp_path: Path) 
         clock.advance(10 * MIN)  # the task times out 15 min after the POST
         ended = w.outcome(RUN)
         act = only_activity(w)
-        assert act.status == FAILED and "timeout" in (act.error or "").lower(), act.error
+        assert act.status == Status.FAILED and "timeout" in (act.error or "").lower(), act.error
         assert ended["outcome"] == "backoff"  # it ended just now: a failure, so backoff
         clock.advance(MIN)
         o = w.outcome(RUN)
@@ -261,7 +250,7 @@ def _orphan_claim(w: World, prior: tuple[str, ...]) -> Activity:
         seq=1,
         policy="edge-a",
         add=3,
-        status=CLAIMED,
+        status=Status.CLAIMED,
         created_at=now,
         updated_at=now,
         trigger="manual",
@@ -290,12 +279,14 @@ def test_dead_claim_whose_post_went_through_adopts_the_new_task(tmp_path: Path) 
         clock.advance(CLAIM_GRACE.total_seconds() - 1)
         held = w.outcome(RUN)
         assert held["outcome"] == "in_flight" and "claimed" in held["reason"]
-        assert only_activity(w).status == CLAIMED  # within the grace its owner may still answer
+        assert (
+            only_activity(w).status == Status.CLAIMED
+        )  # within the grace its owner may still answer
 
         clock.advance(2)
         o = w.outcome(RUN)
         act = only_activity(w)
-        assert (act.status, act.task_id) == (SUCCEEDED, mine)  # found, and its task is done
+        assert (act.status, act.task_id) == (Status.SUCCEEDED, mine)  # found, and its task is done
         assert "appeared after the claim (claimed before)" in (act.error or "")
         assert o["outcome"] == "no_change"  # 2 + 1 + 3 nodes carry the load
         assert [p["task_id"] for p in w.posts()] == [earlier, mine]  # edgescaler sent nothing
@@ -314,11 +305,11 @@ def test_dead_claim_whose_post_never_left_is_rejected_after_5_minutes(tmp_path: 
             clock.advance(2 * MIN if minutes > 1 else MIN)
             o = w.outcome(RUN)
             assert o["outcome"] == "in_flight", (minutes, o)
-            assert only_activity(w).status == CLAIMED
+            assert only_activity(w).status == Status.CLAIMED
         clock.advance(1)
         o = w.outcome(RUN)
         act = only_activity(w)
-        assert act.status == REJECTED and act.task_id is None, act  # not the earlier task
+        assert act.status == Status.REJECTED and act.task_id is None, act  # not the earlier task
         assert "no new scale-out task appeared" in (act.error or "")
         assert o["outcome"] == "backoff"
         clock.advance(MIN)
@@ -416,11 +407,11 @@ def test_a_task_running_past_timeout_mins_is_recorded_timed_out(tmp_path: Path) 
         assert w.outcome(RUN)["outcome"] == "scaled"
         clock.advance(14 * MIN)
         assert w.outcome(RUN)["outcome"] == "in_flight"
-        assert only_activity(w).status == SUBMITTED
+        assert only_activity(w).status == Status.SUBMITTED
         clock.advance(2 * MIN)
         o = w.outcome(RUN)
         act = only_activity(w)
-        assert act.status == TIMED_OUT and "after 15 min" in (act.error or ""), act
+        assert act.status == Status.TIMED_OUT and "after 15 min" in (act.error or ""), act
         assert o["outcome"] == "backoff" and "timed_out" in o["reason"]
         clock.advance(6 * MIN)  # past the backoff, but the cloud still runs the task
         o = w.outcome(RUN)

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from edgescaler.activity import Activity, Status
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.oss import OSSClient, OSSFailure, default_endpoint, endpoint_region
 from edgescaler.cloud.oss_signing import OssV4Auth
@@ -26,7 +27,7 @@ from edgescaler.errors import ConfigError, ConflictError, StoreError
 from edgescaler.sensitive import Secret
 from edgescaler.settings import Settings
 from edgescaler.store import open_store
-from edgescaler.store.base import CLAIMED, Activity, activity_key
+from edgescaler.store.base import activity_key
 from edgescaler.store.oss import PROBE_DIR, OSSStore, resolve_region
 from tests.support.oss import KEY_ID, OSS, SECRET, TOKEN, OSSLayer, credentials
 from tests.support.s3 import free_port
@@ -41,7 +42,7 @@ def claim(seq: int = 1, policy: str = "p") -> Activity:
         seq=seq,
         policy=policy,
         add=1,
-        status=CLAIMED,
+        status=Status.CLAIMED,
         created_at=T0,
         updated_at=T0,
     )
@@ -212,7 +213,7 @@ def test_if_none_match_is_answered_501_and_the_store_never_sends_it(
     assert (err.value.status, err.value.code) == (501, "NotImplemented")
     store = store_at(oss_layer, oss.bucket, oss.new_prefix())
     store.append(claim())
-    store.update(claim().with_status("submitted", T0, task_id="T-1"))
+    store.update(claim().with_status(Status.SUBMITTED, T0, task_id="T-1"))
     assert store.log(CLUSTER)[0].task_id == "T-1"
     assert not any(
         "if-none-match" in s.headers or "if-match" in s.headers for s in oss_layer.seen[1:]
@@ -404,7 +405,7 @@ def test_the_handler_signs_the_oss_store_with_fc_context_or_env_credentials(
 ) -> None:
     """Runtime.open_store: FC's context credentials first, else ALIBABA_CLOUD_* (the store
     itself reads no environment)."""
-    from edgescaler.handler import Runtime
+    from edgescaler.runtime import Runtime
 
     env = {
         "EDGESCALER_STORE": f"oss://{oss.bucket}/{oss.new_prefix()}",

@@ -173,7 +173,7 @@ sys.path.insert(0, sys.argv[1])
 from datetime import datetime, timezone
 from edgescaler.errors import ConflictError
 from edgescaler.store import open_store
-from edgescaler.store.base import CLAIMED, Activity
+from edgescaler.activity import Activity, Status
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.sensitive import Secret
 kind, url, endpoint = sys.argv[2], sys.argv[3], sys.argv[4]
@@ -183,7 +183,7 @@ else:
     creds = Credentials(sys.argv[5], Secret(sys.argv[6]), Secret(sys.argv[7]))
     store = open_store(url, oss_endpoint=endpoint, oss_region=sys.argv[8], credentials=creds)
 t = datetime(2026, 11, 27, tzinfo=timezone.utc)
-act = Activity(cluster_id="c1", seq=1, policy="p", add=1, status=CLAIMED, created_at=t,
+act = Activity(cluster_id="c1", seq=1, policy="p", add=1, status=Status.CLAIMED, created_at=t,
                updated_at=t)
 store.append(act)
 try:

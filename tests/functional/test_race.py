@@ -31,9 +31,10 @@ from typing import Any
 
 import pytest
 
+from edgescaler.activity import Activity, Status
 from edgescaler.actuator import Context, ScaleOutActuator
 from edgescaler.decision import decide
-from edgescaler.store.base import CLAIMED, SUBMITTED, SUCCEEDED, Activity
+from edgescaler.sensitive import Secret
 from edgescaler.store.memory import MemoryStore
 from tests.support import builders
 from tests.support.world import KEY_SECRET, PASSWORD, World, build_world, race_worker
@@ -308,7 +309,7 @@ def check_manual_rounds(race: Race) -> None:
         (act,) = world.activities(cluster)
         assert (act.seq, act.task_id, act.add) == (seq, win["task_id"], 3)
         # a loser that read the log after the winner recorded the task may have seen it done
-        assert act.status in (SUBMITTED, SUCCEEDED)
+        assert act.status in (Status.SUBMITTED, Status.SUCCEEDED)
     world.check_invariant()
 
 
@@ -405,15 +406,13 @@ def test_a_claim_on_a_stale_empty_snapshot_loses_to_the_run_that_appended() -> N
         seq=1,
         policy=policy.name,
         add=3,
-        status=CLAIMED,
+        status=Status.CLAIMED,
         created_at=builders.NOW,
         updated_at=builders.NOW,
     )
     store.append(winner)
     cloud = _RecordingCloud()
-    actuator = ScaleOutActuator(
-        store, lambda region: cloud, {"ENS_LOGIN_PASSWORD": "Stale-Snapsh0t"}
-    )
+    actuator = ScaleOutActuator(store, lambda region: cloud, lambda p: Secret("Stale-Snapsh0t"))
     decision = decide(policy, 2, builders.readings(load=10))
     assert decision.add == 3
     ctx = Context(now=builders.NOW, trigger="manual", event_key=None, lookback=builders.NOW)

@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
+from edgescaler.activity import Activity, Status
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.errors import ConfigError, ConflictError, StoreError
 from edgescaler.sensitive import Secret
 from edgescaler.store import open_store
-from edgescaler.store.base import CLAIMED, Activity, activity_key
+from edgescaler.store.base import activity_key
 from edgescaler.store.s3 import (
     CREATE_TRIES,
     PROBE_DIR,
@@ -43,7 +44,7 @@ def claim(seq: int = 1, policy: str = "p") -> Activity:
         seq=seq,
         policy=policy,
         add=1,
-        status=CLAIMED,
+        status=Status.CLAIMED,
         created_at=T0,
         updated_at=T0,
     )
@@ -299,16 +300,25 @@ def test_alibaba_credentials_are_used_when_aws_ones_are_absent(
     assert _signed_key_id(s3_proxy.seen) == ("LTAIalibabakeyid", "alibaba-sts-token")
     assert "alibaba-secret-value" not in f"{store.describe()} {store!r}"
 
-    # With AWS_ACCESS_KEY_ID set, boto's own chain (here: the fixture's fake AWS keys) wins.
+    # With an AWS key pair in the same environment, the AWS pair wins (the S3 protocol's own).
     both = store_at(
         s3_proxy.url,
         moto_s3,
         moto_s3.new_prefix(),
         probe=False,
-        env={**env, "AWS_ACCESS_KEY_ID": FAKE_KEY_ID},
+        env={**env, "AWS_ACCESS_KEY_ID": FAKE_KEY_ID, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET},
     )
     assert both.get(CLUSTER, 1) is None
     assert _signed_key_id(s3_proxy.seen) == (FAKE_KEY_ID, None)
+    # Half a pair is a clear error naming the variables, not a silent fallback.
+    with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
+        store_at(
+            s3_proxy.url,
+            moto_s3,
+            moto_s3.new_prefix(),
+            probe=False,
+            env={"AWS_ACCESS_KEY_ID": FAKE_KEY_ID},
+        )
 
 
 def test_clients_for_the_same_credentials_are_reused_across_stores(moto_s3: MotoS3) -> None:
@@ -338,10 +348,14 @@ def test_client_credentials_choice() -> None:
     alibaba = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAIx", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s"}
     got = client_credentials(alibaba)
     assert got is not None and got.access_key_id == "LTAIx" and got.security_token is None
-    assert client_credentials({**alibaba, "AWS_ACCESS_KEY_ID": "AKID"}) is None
-    assert client_credentials({}) is None
+    aws = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "aws-s", "AWS_SESSION_TOKEN": "t"}
+    got = client_credentials({**alibaba, **aws})
+    assert got is not None and got.access_key_id == "AKID" and got.is_sts
+    assert client_credentials({}) is None  # boto's own chain: profiles, instance roles
     explicit = Credentials("K", Secret("S"))
-    assert client_credentials({**alibaba, "AWS_ACCESS_KEY_ID": "AKID"}, explicit) is explicit
+    assert client_credentials({**alibaba, **aws}, explicit) is explicit
+    with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY"):
+        client_credentials({"AWS_ACCESS_KEY_ID": "AKID"})
     with pytest.raises(ConfigError, match="ALIBABA_CLOUD_ACCESS_KEY_SECRET"):
         client_credentials({"ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAIx"})
 

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from edgescaler.activity import Activity, Status
 from edgescaler.errors import ConflictError
-from edgescaler.store.base import CLAIMED, SUBMITTED, SUCCEEDED, Activity, Store
+from edgescaler.store.base import Store
 from tests.support.builders import NOW
 
 CLUSTER = "c0123456789abcdef"
@@ -23,7 +24,7 @@ def claim(
         seq=seq,
         policy=policy,
         add=seq,
-        status=CLAIMED,
+        status=Status.CLAIMED,
         created_at=t,
         updated_at=t,
         decision={"reason": "rule", "explanation": f"#{seq}"},
@@ -34,11 +35,11 @@ def test_read_your_write(any_store: Store) -> None:
     a = any_store.append(claim(1))
     assert any_store.get(CLUSTER, 1) == a
     assert any_store.last_seq(CLUSTER) == 1
-    done = a.with_status(SUBMITTED, NOW, task_id="T-1", request_id="R-1")
+    done = a.with_status(Status.SUBMITTED, NOW, task_id="T-1", request_id="R-1")
     any_store.update(done)
     got = any_store.get(CLUSTER, 1)
     assert got is not None and (got.status, got.task_id, got.request_id) == (
-        SUBMITTED,
+        Status.SUBMITTED,
         "T-1",
         "R-1",
     )
@@ -86,7 +87,7 @@ def test_recent_reads_the_window_plus_one_older(any_store: Store) -> None:
     for seq, hours in ((1, 30), (2, 26), (3, 5), (4, 1)):
         any_store.append(
             claim(seq, ago=timedelta(hours=hours)).with_status(
-                SUCCEEDED, NOW - timedelta(hours=hours)
+                Status.SUCCEEDED, NOW - timedelta(hours=hours)
             )
         )
     got = any_store.recent(CLUSTER, NOW - timedelta(hours=24))

@@ -29,11 +29,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edgescaler.activity import Activity
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
 from edgescaler.guard import ADDED_NOTHING
 from edgescaler.sensitive import Secret
-from edgescaler.store.base import Activity, Store
+from edgescaler.store.base import Store
 from edgescaler.store.sqlite import SQLiteStore
 from tests.support.clock import FakeClock as _FakeClock
 

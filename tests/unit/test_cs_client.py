@@ -21,6 +21,7 @@ import pytest
 
 from edgescaler.cloud import cs
 from edgescaler.cloud.credentials import Credentials
+from edgescaler.cloud.model import Capacity, Node, ScaleOutResult, TaskInfo
 from edgescaler.errors import ConfigError, CSApiError, CSTransportError, EdgescalerError
 from edgescaler.sensitive import Secret
 from tests.support import acs_verify
@@ -168,7 +169,7 @@ def test_scale_out_sends_exact_signed_body_and_headers() -> None:
     assert sent.headers["accept"] == "application/json"
     assert sent.headers["x-acs-security-token"] == TOKEN
     assert sent.headers["x-acs-accesskey-id"] == AK_ID
-    assert result == cs.ScaleOutResult(
+    assert result == ScaleOutResult(
         cluster_id=CLUSTER, task_id="T-5faa48fb31b6b8078d000006", request_id="R-1", status=200
     )
 
@@ -202,7 +203,7 @@ def test_scale_out_request_id_from_header_when_body_has_none() -> None:
     app = App(ok({"task_id": "T-9"}, 202, **{"x-acs-request-id": "R-H"}))
     with client(app) as c:
         result = c.scale_out(CLUSTER, BODY)
-    assert result == cs.ScaleOutResult(CLUSTER, "T-9", "R-H", 202)
+    assert result == ScaleOutResult(CLUSTER, "T-9", "R-H", 202)
 
 
 @pytest.mark.parametrize(
@@ -215,7 +216,7 @@ def test_scale_out_2xx_without_task_id_is_ambiguous(answer: httpx.Response) -> N
     sleeps = Sleeps()
     with client(app, sleeps) as c:
         exc = raised(CSTransportError, lambda: c.scale_out(CLUSTER, BODY))
-    assert exc.timeout is True  # the server may have acted
+    assert exc.may_have_acted is True  # the server may have acted
     assert exc.action == "ScaleOutCluster"
     assert (len(app.seen), sleeps) == (1, [])
 
@@ -260,7 +261,7 @@ def test_scale_out_is_never_retried(
     assert sleeps == []
     assert exc.action == "ScaleOutCluster"
     if timeout is not None:
-        assert exc.timeout is timeout
+        assert exc.may_have_acted is timeout
         assert type(answer).__name__ in exc.detail
         assert exc.__cause__ is None and exc.__suppress_context__
 
@@ -328,7 +329,7 @@ def test_get_gives_up_after_max_retries() -> None:
         exc = raised(CSTransportError, lambda: c.describe_task("T-1"))
     assert len(app.seen) == 3
     assert len(sleeps) == 2
-    assert exc.timeout is True
+    assert exc.may_have_acted is True
     assert exc.action == "DescribeTaskInfo"
 
 
@@ -536,9 +537,9 @@ def test_list_nodes_reads_every_page_and_counts_edge_workers() -> None:
     ]
     assert len(listed) == 250
     assert {n.instance_id for n in listed} == {n["instance_id"] for n in nodes}
-    assert cs.count_edge_workers(listed) == active == 173
+    assert Capacity.of(listed).count == active == 173
     first = next(n for n in listed if n.instance_id == "i-0000")
-    assert first == cs.Node(
+    assert first == Node(
         instance_id="i-0000",
         node_name="node-0",
         instance_role="Master",
@@ -610,10 +611,10 @@ def test_list_nodes_retries_a_failed_page() -> None:
 def test_node_predicates(
     role: str | None, itype: str | None, state: str | None, edge: bool, active: bool
 ) -> None:
-    node = cs.Node("i-1", None, role, state, None, itype, None, None)
-    assert cs.is_edge_worker(node) is edge
-    assert cs.is_active(node) is active
-    assert cs.count_edge_workers([node, node]) == (2 if edge and active else 0)
+    node = Node("i-1", None, role, state, None, itype, None, None)
+    assert node.is_edge_worker is edge
+    assert (node.lifecycle != "inactive") is active
+    assert Capacity.of([node, node]).count == (2 if edge and active else 0)
 
 
 # --------------------------------------------------------------------------- tasks
@@ -655,7 +656,7 @@ def test_describe_task_parses_every_field() -> None:
     app = App(ok(payload))
     with client(app) as c:
         info = c.describe_task("T-1")
-    assert info == cs.TaskInfo(
+    assert info == TaskInfo(
         task_id="T-1",
         cluster_id=CLUSTER,
         task_type="cluster_scaleout",
@@ -882,7 +883,7 @@ def test_an_answer_larger_than_the_cap_is_abandoned() -> None:
     assert "larger than 1000000 bytes" in str(exc)
     with client(App(ok(huge)), max_answer_bytes=1_000_000) as c:
         exc = raised(CSTransportError, lambda: c.scale_out(CLUSTER, BODY))
-    assert exc.timeout is True  # the POST was sent: it may have acted
+    assert exc.may_have_acted is True  # the POST was sent: it may have acted
 
 
 def test_a_trickled_answer_is_abandoned_at_the_deadline() -> None:
@@ -949,4 +950,4 @@ def test_retries_stop_when_the_deadline_is_near() -> None:
 def test_a_hostile_2xx_body_is_a_transport_error_not_a_crash(body: bytes) -> None:
     with client(App(httpx.Response(202, content=body))) as c:
         exc = raised(CSTransportError, lambda: c.scale_out(CLUSTER, BODY))
-    assert exc.timeout is True and "acceptable JSON" in str(exc)
+    assert exc.may_have_acted is True and "acceptable JSON" in str(exc)

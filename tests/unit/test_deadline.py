@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
-from edgescaler import guard, report
+from edgescaler import guard
+from edgescaler.activity import Activity, Status
 from edgescaler.actuator import Context, DryRunActuator, ScaleOutActuator
 from edgescaler.deadline import Deadline, DeadlineExceeded, budget
 from edgescaler.decision import decide
 from edgescaler.pipeline import Deps, run
-from edgescaler.store.base import THROTTLED, Activity
+from edgescaler.report import OutcomeCode
+from edgescaler.sensitive import Secret
 from edgescaler.store.memory import MemoryStore
 from edgescaler.triggers import RunRequest
 from tests.support import builders
@@ -67,12 +69,11 @@ def test_policies_not_begun_by_the_deadline_are_reported_deadline() -> None:
         cloud_for=lambda region: NoCloud(),  # type: ignore[arg-type,return-value]
         metrics_for=lambda p: NoCloud(),  # type: ignore[arg-type,return-value]
         actuator=DryRunActuator(),
-        count_workers=len,
         deadline=deadline,
     )
     policies = [builders.policy(name=f"p{i}", cluster_id=f"c{i:09d}abc") for i in range(3)]
     rep = run(RunRequest("manual"), policies, deps, now=builders.NOW, dry_run=False)
-    assert [o.outcome for o in rep.outcomes] == [report.DEADLINE] * 3
+    assert [o.outcome for o in rep.outcomes] == [OutcomeCode.DEADLINE] * 3
     assert all("deadline (5s) passed before this policy" in o.reason for o in rep.outcomes)
 
 
@@ -93,7 +94,7 @@ def test_no_scale_out_starts_unless_it_can_finish_before_the_deadline() -> None:
     actuator = ScaleOutActuator(
         store,
         lambda region: cloud,
-        {"ENS_LOGIN_PASSWORD": "Dead-L1ne-pw"},
+        lambda p: Secret("Dead-L1ne-pw"),
         deadline=deadline,
         scale_out_seconds=20,
     )
@@ -101,7 +102,7 @@ def test_no_scale_out_starts_unless_it_can_finish_before_the_deadline() -> None:
     decision = decide(policy, 2, builders.readings(load=10))
     ctx = Context(now=builders.NOW, trigger="timer", event_key=None, lookback=builders.NOW)
     out = actuator.execute(policy, decision, [], ctx)
-    assert out.outcome == report.DEADLINE and "15s of the run left" in out.reason
+    assert out.outcome == OutcomeCode.DEADLINE and "15s of the run left" in out.reason
     assert cloud.bodies == [] and store.log(policy.cluster_id) == []  # nothing claimed
 
 
@@ -112,7 +113,7 @@ def throttled(seq: int, ago: timedelta) -> Activity:
         seq=seq,
         policy="p",
         add=2,
-        status=THROTTLED,
+        status=Status.THROTTLED,
         created_at=t,
         updated_at=t,
         ended_at=t,

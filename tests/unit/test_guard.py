@@ -7,16 +7,7 @@ from datetime import timedelta
 import pytest
 
 from edgescaler import guard
-from edgescaler.store.base import (
-    CLAIMED,
-    FAILED,
-    REJECTED,
-    SUBMITTED,
-    SUCCEEDED,
-    TIMED_OUT,
-    UNKNOWN,
-    Activity,
-)
+from edgescaler.activity import Activity, Status
 from tests.support.builders import BASE, NOW, policy
 
 POLICY = policy(cooldown="10m")
@@ -46,7 +37,7 @@ def act(
         task_id=f"T-{seq}",
         ens_region_id=region,
         instance_type=itype,
-        error="boom" if status == FAILED else None,
+        error="boom" if status == Status.FAILED else None,
     )
 
 
@@ -59,31 +50,35 @@ def test_empty_log_allows() -> None:
 
 
 def test_cooldown_from_request_even_if_task_done() -> None:
-    v = check(act(1, SUCCEEDED, timedelta(minutes=3), timedelta(minutes=2)))
+    v = check(act(1, Status.SUCCEEDED, timedelta(minutes=3), timedelta(minutes=2)))
     assert (v.allowed, v.outcome, v.blocking_seq) == (False, "cooling_down", 1)
     assert "requested at" in v.reason and "cooldown until 2026-11-27T08:07:00Z" in v.reason
 
 
-@pytest.mark.parametrize("status", [SUBMITTED, CLAIMED, UNKNOWN])
+@pytest.mark.parametrize("status", [Status.SUBMITTED, Status.CLAIMED, Status.UNKNOWN])
 def test_open_activity_past_cooldown_is_in_flight(status: str) -> None:
     v = check(act(1, status, timedelta(minutes=30)))
     assert (v.allowed, v.outcome, v.blocking_seq) == (False, "in_flight", 1)
 
 
 def test_cooldown_restarts_at_completion() -> None:
-    v = check(act(1, SUCCEEDED, timedelta(minutes=40), ended_ago=timedelta(minutes=4)))
+    v = check(act(1, Status.SUCCEEDED, timedelta(minutes=40), ended_ago=timedelta(minutes=4)))
     assert (v.outcome, v.blocking_seq) == ("cooling_down", 1) and "ended at" in v.reason
-    assert check(act(1, SUCCEEDED, timedelta(minutes=40), ended_ago=timedelta(minutes=11))).allowed
+    assert check(
+        act(1, Status.SUCCEEDED, timedelta(minutes=40), ended_ago=timedelta(minutes=11))
+    ).allowed
 
 
 def test_exact_boundary_allows() -> None:
-    assert check(act(1, SUCCEEDED, timedelta(minutes=10), ended_ago=timedelta(minutes=10))).allowed
+    assert check(
+        act(1, Status.SUCCEEDED, timedelta(minutes=10), ended_ago=timedelta(minutes=10))
+    ).allowed
 
 
 def test_an_older_open_activity_still_holds() -> None:
     v = check(
-        act(1, UNKNOWN, timedelta(hours=2)),
-        act(2, SUCCEEDED, timedelta(minutes=50), timedelta(minutes=50)),
+        act(1, Status.UNKNOWN, timedelta(hours=2)),
+        act(2, Status.SUCCEEDED, timedelta(minutes=50), timedelta(minutes=50)),
     )
     assert (v.outcome, v.blocking_seq) == ("in_flight", 1)
     assert "outcome is unknown" in v.reason
@@ -91,8 +86,8 @@ def test_an_older_open_activity_still_holds() -> None:
 
 def test_zero_cooldown_only_in_flight_blocks() -> None:
     p = policy(cooldown="0s")
-    assert check(act(1, SUCCEEDED, timedelta(seconds=1), timedelta(0)), p=p).allowed
-    assert not check(act(1, SUBMITTED, timedelta(seconds=1)), p=p).allowed
+    assert check(act(1, Status.SUCCEEDED, timedelta(seconds=1), timedelta(0)), p=p).allowed
+    assert not check(act(1, Status.SUBMITTED, timedelta(seconds=1)), p=p).allowed
 
 
 # -- backoff: 5 min after one failure, doubling to 30 min, forgotten 3 h after the last ----------
@@ -102,10 +97,10 @@ def test_zero_cooldown_only_in_flight_blocks() -> None:
 def test_backoff_doubles_to_a_cap(failures: int, wait_minutes: int) -> None:
     p = policy(cooldown="0s")
     acts = [
-        act(i + 1, FAILED, timedelta(minutes=60 - i), timedelta(minutes=60 - i))
+        act(i + 1, Status.FAILED, timedelta(minutes=60 - i), timedelta(minutes=60 - i))
         for i in range(failures)
     ]
-    acts[-1] = act(failures, FAILED, timedelta(minutes=2), timedelta(minutes=2))
+    acts[-1] = act(failures, Status.FAILED, timedelta(minutes=2), timedelta(minutes=2))
     v = check(*acts, p=p)
     assert (v.outcome, v.blocking_seq) == ("backoff", failures)
     assert f"backing off {wait_minutes} min" in v.reason and "boom" in v.reason
@@ -114,7 +109,7 @@ def test_backoff_doubles_to_a_cap(failures: int, wait_minutes: int) -> None:
     assert later.allowed
 
 
-@pytest.mark.parametrize("status", [FAILED, TIMED_OUT, REJECTED])
+@pytest.mark.parametrize("status", [Status.FAILED, Status.TIMED_OUT, Status.REJECTED])
 def test_every_failure_kind_backs_off(status: str) -> None:
     v = check(act(1, status, timedelta(minutes=3), timedelta(minutes=3)), p=policy(cooldown="0s"))
     assert v.outcome == "backoff"
@@ -123,10 +118,10 @@ def test_every_failure_kind_backs_off(status: str) -> None:
 def test_success_resets_the_streak() -> None:
     p = policy(cooldown="0s")
     acts = [
-        act(1, FAILED, timedelta(minutes=50), timedelta(minutes=50)),
-        act(2, FAILED, timedelta(minutes=40), timedelta(minutes=40)),
-        act(3, SUCCEEDED, timedelta(minutes=30), timedelta(minutes=30)),
-        act(4, FAILED, timedelta(minutes=4), timedelta(minutes=4)),
+        act(1, Status.FAILED, timedelta(minutes=50), timedelta(minutes=50)),
+        act(2, Status.FAILED, timedelta(minutes=40), timedelta(minutes=40)),
+        act(3, Status.SUCCEEDED, timedelta(minutes=30), timedelta(minutes=30)),
+        act(4, Status.FAILED, timedelta(minutes=4), timedelta(minutes=4)),
     ]
     v = check(*acts, p=p)
     assert v.outcome == "backoff" and "backing off 5 min" in v.reason  # a streak of one
@@ -135,20 +130,24 @@ def test_success_resets_the_streak() -> None:
 def test_backoff_is_forgotten_after_three_hours() -> None:
     p = policy(cooldown="0s")
     old = [
-        act(i, FAILED, timedelta(hours=5, minutes=i), timedelta(hours=5, minutes=i))
+        act(i, Status.FAILED, timedelta(hours=5, minutes=i), timedelta(hours=5, minutes=i))
         for i in (1, 2, 3)
     ]
     assert check(*old, p=p).allowed
     # a new failure after a forgotten streak starts again at 5 min
-    v = check(*old, act(4, FAILED, timedelta(minutes=1), timedelta(minutes=1)), p=p)
+    v = check(*old, act(4, Status.FAILED, timedelta(minutes=1), timedelta(minutes=1)), p=p)
     assert "backing off 5 min" in v.reason
 
 
 def test_backoff_is_per_region_and_instance_type() -> None:
     p = policy(cooldown="0s")
-    other = act(1, FAILED, timedelta(minutes=1), timedelta(minutes=1), region="cn-beijing-cmcc-2")
+    other = act(
+        1, Status.FAILED, timedelta(minutes=1), timedelta(minutes=1), region="cn-beijing-cmcc-2"
+    )
     assert check(other, p=p).allowed
-    other_type = act(1, FAILED, timedelta(minutes=1), timedelta(minutes=1), itype="ens.sn1.large")
+    other_type = act(
+        1, Status.FAILED, timedelta(minutes=1), timedelta(minutes=1), itype="ens.sn1.large"
+    )
     assert check(other_type, p=p).allowed
 
 
@@ -156,7 +155,7 @@ def test_backoff_is_per_region_and_instance_type() -> None:
 
 
 def test_any_running_scale_out_task_holds_the_cluster() -> None:
-    mine = act(1, TIMED_OUT, timedelta(hours=1), timedelta(minutes=1))
+    mine = act(1, Status.TIMED_OUT, timedelta(hours=1), timedelta(minutes=1))
     assert guard.running_tasks([], [mine]).allowed
     v = guard.running_tasks(["T-console"], [mine])
     assert (v.allowed, v.outcome, v.blocking_seq) == (False, "in_flight", None)
@@ -172,10 +171,10 @@ def test_any_running_scale_out_task_holds_the_cluster() -> None:
 def test_budgets_clamp_from_the_log() -> None:
     p = policy(budget={"nodes_per_hour": 10, "nodes_per_day": 12})
     acts = [
-        act(1, SUCCEEDED, timedelta(hours=5), add=4),
-        act(2, REJECTED, timedelta(minutes=30), add=5),  # refused: added nothing
-        act(3, FAILED, timedelta(minutes=20), add=3),  # may have added some: counted
-        act(4, SUCCEEDED, timedelta(minutes=10), add=4),
+        act(1, Status.SUCCEEDED, timedelta(hours=5), add=4),
+        act(2, Status.REJECTED, timedelta(minutes=30), add=5),  # refused: added nothing
+        act(3, Status.FAILED, timedelta(minutes=20), add=3),  # may have added some: counted
+        act(4, Status.SUCCEEDED, timedelta(minutes=10), add=4),
     ]
     clamps = guard.budget_clamps(5, acts, p.budget, now=NOW)
     assert [(c.limit, c.before, c.after) for c in clamps] == [
@@ -190,7 +189,7 @@ def test_budgets_clamp_from_the_log() -> None:
 def test_exhausted_budget_clamps_to_zero() -> None:
     p = policy(budget={"nodes_per_hour": 4})
     clamps = guard.budget_clamps(
-        2, [act(1, SUCCEEDED, timedelta(minutes=59), add=4)], p.budget, now=NOW
+        2, [act(1, Status.SUCCEEDED, timedelta(minutes=59), add=4)], p.budget, now=NOW
     )
     assert clamps[-1].after == 0
 
@@ -198,15 +197,15 @@ def test_exhausted_budget_clamps_to_zero() -> None:
 def test_a_failure_is_governed_by_backoff_not_cooldown() -> None:
     # cooldown 10m would still run from this request; a failed scale-out added nothing, so the
     # backoff (5 min after the first failure) decides, and says so.
-    failed = act(1, FAILED, timedelta(minutes=3), timedelta(minutes=2))
+    failed = act(1, Status.FAILED, timedelta(minutes=3), timedelta(minutes=2))
     v = check(failed)
     assert (v.outcome, v.blocking_seq) == ("backoff", 1)
-    assert check(act(1, FAILED, timedelta(minutes=7), timedelta(minutes=6))).allowed
+    assert check(act(1, Status.FAILED, timedelta(minutes=7), timedelta(minutes=6))).allowed
 
 
 def test_cooldown_of_an_earlier_success_still_applies_after_a_failure() -> None:
     v = check(
-        act(1, SUCCEEDED, timedelta(minutes=8), timedelta(minutes=7)),
-        act(2, REJECTED, timedelta(minutes=7), timedelta(minutes=7)),
+        act(1, Status.SUCCEEDED, timedelta(minutes=8), timedelta(minutes=7)),
+        act(2, Status.REJECTED, timedelta(minutes=7), timedelta(minutes=7)),
     )
     assert (v.outcome, v.blocking_seq) == ("cooling_down", 1)

@@ -32,27 +32,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from edgescaler import guard, passwords, report
+from edgescaler import activity as lifecycle
+from edgescaler import guard
+from edgescaler.activity import Activity, Status
+from edgescaler.cloud.model import ScaleOutResult
 from edgescaler.deadline import Deadline
 from edgescaler.decision import Decision
 from edgescaler.errors import ConflictError, CSApiError, CSTransportError, SecretError, StoreError
 from edgescaler.policy import Policy
-from edgescaler.report import Outcome
-from edgescaler.store.base import (
-    CLAIMED,
-    REJECTED,
-    SUBMITTED,
-    THROTTLED,
-    UNKNOWN,
-    Activity,
-    Store,
-)
+from edgescaler.report import Outcome, OutcomeCode
+from edgescaler.sensitive import Secret
+from edgescaler.store.base import Store
 
 log = logging.getLogger("edgescaler.actuator")
 
 
 class ScaleOutAPI(Protocol):
-    def scale_out(self, cluster_id: str, body: Mapping[str, Any]) -> Any: ...
+    def scale_out(self, cluster_id: str, body: Mapping[str, Any]) -> ScaleOutResult: ...
+
+
+PasswordFor = Callable[[Policy], Secret]
 
 
 @dataclass(frozen=True)
@@ -89,10 +88,10 @@ class DryRunActuator:
         return Outcome(
             policy.name,
             policy.cluster_id,
-            report.DRY_RUN,
+            OutcomeCode.DRY_RUN,
             f"would add {decision.add}: {decision.explanation}",
             add=decision.add,
-            decision=decision.to_dict(),
+            decision=decision,
         )
 
     def record(self, activity: Activity) -> None:
@@ -100,13 +99,18 @@ class DryRunActuator:
 
 
 class ScaleOutActuator:
-    """Claim, call ScaleOutCluster once, record."""
+    """Claim, call ScaleOutCluster once, record.
+
+    ``password_for(policy)`` resolves the ENS login password (environment or KMS); it is called
+    only when a scale-out is about to be claimed, and a failure (SecretError) ends the attempt
+    before the claim, so a missing password never holds the cluster.
+    """
 
     def __init__(
         self,
         store: Store,
         cloud_for: Callable[[str], ScaleOutAPI],
-        env: Mapping[str, str],
+        password_for: PasswordFor,
         *,
         deadline: Deadline | None = None,
         scale_out_seconds: float = 20.0,
@@ -114,7 +118,7 @@ class ScaleOutActuator:
     ) -> None:
         self._store = store
         self._cloud_for = cloud_for
-        self._env = env
+        self._password_for = password_for
         self._deadline = deadline
         self._scale_out_seconds = scale_out_seconds
         self._jitter = jitter
@@ -126,18 +130,17 @@ class ScaleOutActuator:
         self, policy: Policy, decision: Decision, activities: Sequence[Activity], ctx: Context
     ) -> Outcome:
         name, cluster = policy.name, policy.cluster_id
-        d = decision.to_dict()
 
-        def outcome(code: str, reason: str, **kw: Any) -> Outcome:
-            return Outcome(name, cluster, code, reason, decision=d, **kw)
+        def outcome(code: OutcomeCode, reason: str, **kw: Any) -> Outcome:
+            return Outcome(name, cluster, code, reason, decision=decision, **kw)
 
         try:  # resolve the password before claiming: a missing one must not block the cluster
-            password = passwords.resolve(policy.scale_out.login_password, self._env, where=name)
+            password = self._password_for(policy)
         except SecretError as exc:
-            return outcome(report.ERROR, str(exc))
+            return outcome(OutcomeCode.ERROR, str(exc))
         if self._deadline is not None and not self._deadline.allows(self._scale_out_seconds):
             return outcome(
-                report.DEADLINE,
+                OutcomeCode.DEADLINE,
                 f"not starting a scale-out of +{decision.add}: {self._deadline.remaining():.0f}s "
                 f"of the run left, a scale-out needs up to {self._scale_out_seconds:g}s",
             )
@@ -150,7 +153,7 @@ class ScaleOutActuator:
             seq=seq,
             policy=name,
             add=decision.add,
-            status=CLAIMED,
+            status=Status.CLAIMED,
             created_at=ctx.now,
             updated_at=ctx.now,
             event_key=ctx.event_key,
@@ -158,15 +161,15 @@ class ScaleOutActuator:
             ens_region_id=policy.scale_out.ens_region_id,
             instance_type=policy.scale_out.worker_instance_type,
             timeout_mins=policy.scale_out.timeout_mins,
-            decision=d,
+            decision=decision.to_dict(),
             prior_tasks=ctx.prior_tasks,
         )
         try:
             self._store.append(claim)
         except ConflictError:
-            return self._lost_claim(policy, seq, ctx, d)
+            return self._lost_claim(policy, seq, ctx, decision)
         except StoreError as exc:
-            return outcome(report.ERROR, f"store unavailable, not scaling: {exc}")
+            return outcome(OutcomeCode.ERROR, f"store unavailable, not scaling: {exc}")
 
         body = policy.scale_out.body(decision.add, password.reveal())
         try:
@@ -174,17 +177,23 @@ class ScaleOutActuator:
         except CSApiError as exc:
             if exc.throttled:
                 return self._throttled(claim, activities, exc, ctx, outcome)
-            status = UNKNOWN if exc.status >= 500 else REJECTED
-            return self._finish_failed(claim, status, str(exc), exc.request_id, ctx, outcome)
+            ended = lifecycle.post_failed(
+                claim,
+                ctx.now,
+                error=str(exc),
+                request_id=exc.request_id,
+                may_have_acted=exc.status >= 500,
+            )
+            return self._finish_failed(ended, outcome)
         except CSTransportError as exc:
-            status = UNKNOWN if exc.timeout else REJECTED
-            return self._finish_failed(claim, status, str(exc), None, ctx, outcome)
+            ended = lifecycle.post_failed(
+                claim, ctx.now, error=str(exc), request_id=None, may_have_acted=exc.may_have_acted
+            )
+            return self._finish_failed(ended, outcome)
         finally:
             del body  # drop the only structure holding the clear password
 
-        done = claim.with_status(
-            SUBMITTED, ctx.now, task_id=result.task_id, request_id=result.request_id
-        )
+        done = lifecycle.after_post(claim, result, ctx.now)
         note = ""
         try:
             self._store.update(done)
@@ -194,7 +203,7 @@ class ScaleOutActuator:
             note = f" (warning: could not record the task id: {exc})"
             log.error("recording task %s for %s failed: %s", result.task_id, cluster, exc)
         return outcome(
-            report.SCALED,
+            OutcomeCode.SCALED,
             decision.explanation + note,
             add=decision.add,
             task_id=result.task_id,
@@ -211,48 +220,38 @@ class ScaleOutActuator:
         outcome: Callable[..., Outcome],
     ) -> Outcome:
         delay = guard.throttle_delay(activities, exc.retry_after, 0.5 + self._jitter() / 2)
-        retry_at = ctx.now + delay
-        try:
-            self._store.update(
-                claim.with_status(
-                    THROTTLED, ctx.now, error=str(exc), request_id=exc.request_id, retry_at=retry_at
-                )
-            )
-        except StoreError as error:
-            log.error("recording the throttled scale-out #%d failed: %s", claim.seq, error)
+        ended = lifecycle.post_throttled(
+            claim, ctx.now, error=str(exc), request_id=exc.request_id, retry_at=ctx.now + delay
+        )
+        self._write(ended)
         return outcome(
-            report.BACKOFF,
+            OutcomeCode.BACKOFF,
             f"ScaleOutCluster throttled, nothing created; retrying after "
             f"{int(delay.total_seconds())}s: {exc}",
             request_id=exc.request_id,
             activity_seq=claim.seq,
         )
 
-    def _finish_failed(
-        self,
-        claim: Activity,
-        status: str,
-        error: str,
-        request_id: str | None,
-        ctx: Context,
-        outcome: Callable[..., Outcome],
-    ) -> Outcome:
-        try:
-            self._store.update(
-                claim.with_status(status, ctx.now, error=error, request_id=request_id)
-            )
-        except StoreError as exc:
-            log.error("recording the failed scale-out #%d failed: %s", claim.seq, exc)
-        if status == UNKNOWN:
+    def _finish_failed(self, ended: Activity, outcome: Callable[..., Outcome]) -> Outcome:
+        self._write(ended)
+        if ended.status == Status.UNKNOWN:
             reason = (
-                f"ScaleOutCluster outcome unknown, not resent (activity #{claim.seq} held in "
-                f"flight until resolved): {error}"
+                f"ScaleOutCluster outcome unknown, not resent (activity #{ended.seq} held in "
+                f"flight until resolved): {ended.error}"
             )
         else:
-            reason = f"ScaleOutCluster refused: {error}"
-        return outcome(report.ERROR, reason, request_id=request_id, activity_seq=claim.seq)
+            reason = f"ScaleOutCluster refused: {ended.error}"
+        return outcome(
+            OutcomeCode.ERROR, reason, request_id=ended.request_id, activity_seq=ended.seq
+        )
 
-    def _lost_claim(self, policy: Policy, seq: int, ctx: Context, d: dict[str, Any]) -> Outcome:
+    def _write(self, ended: Activity) -> None:
+        try:
+            self._store.update(ended)
+        except StoreError as exc:
+            log.error("recording the ended scale-out #%d failed: %s", ended.seq, exc)
+
+    def _lost_claim(self, policy: Policy, seq: int, ctx: Context, decision: Decision) -> Outcome:
         """Another invocation created activity ``seq`` first: report what now holds us back."""
         try:
             fresh = self._store.recent(policy.cluster_id, ctx.lookback)
@@ -260,18 +259,18 @@ class ScaleOutActuator:
             return Outcome(
                 policy.name,
                 policy.cluster_id,
-                report.ERROR,
+                OutcomeCode.ERROR,
                 f"lost claim #{seq} and cannot re-read the store: {exc}",
-                decision=d,
+                decision=decision,
             )
         verdict = guard.check(policy, fresh, now=ctx.now)
-        code = verdict.outcome or report.IN_FLIGHT
+        code = verdict.outcome or OutcomeCode.IN_FLIGHT
         reason = verdict.reason or f"scale-out #{seq} was claimed by a concurrent invocation"
         return Outcome(
             policy.name,
             policy.cluster_id,
             code,
             f"lost the claim for #{seq}: {reason}",
-            decision=d,
+            decision=decision,
             activity_seq=verdict.blocking_seq,
         )

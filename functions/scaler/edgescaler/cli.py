@@ -60,7 +60,12 @@ def _read_event(source: str | None) -> bytes:
 
 
 def format_report(rep: dict[str, Any]) -> str:
-    """Human-readable report: one block per policy with the decision's reasoning."""
+    """Human-readable report: one block per policy with the decision's reasoning.
+
+    It reads the report's JSON form — the documented contract (README, "The run report") —
+    because that is also what ``invoke`` gets back from a deployed function: one view of one
+    contract, for local runs and remote invocations alike.
+    """
     lines = []
     if rep.get("error"):
         return f"edgescaler: {rep['error']}"
@@ -113,7 +118,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from edgescaler.handler import Runtime
+    from edgescaler.runtime import Runtime
     from edgescaler.settings import Settings
 
     try:
@@ -137,7 +142,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         f"{'status':<10} {'task':<28} reason"
     )
     for a in acts:
-        why = a.error or a.decision.get("explanation", "")
+        why = a.explanation
         print(
             f"{a.created_at.strftime('%Y-%m-%d %H:%M:%S'):<20} {a.cluster_id:<34} {a.seq:>4} "
             f"{a.policy:<18} {a.add:>4} {a.status:<10} {a.task_id or '-':<28} {why}"
@@ -148,8 +153,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from edgescaler import policyfile, reconcile
-    from edgescaler.handler import Runtime, count_workers
+    from edgescaler import drift, policyfile
+    from edgescaler.runtime import Runtime
     from edgescaler.settings import Settings
 
     now = datetime.now(timezone.utc)
@@ -160,13 +165,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             policies = [p for p in policies if p.name in set(args.policy)]
         runtime = Runtime(settings, os.environ, None, lambda: now)
         try:
-            views = reconcile.reconcile(
-                policies,
-                runtime.open_store(),
-                runtime.cloud_for,
-                count_workers,
-                now=now,
-                limit=args.limit,
+            views = drift.report(
+                policies, runtime.open_store(), runtime.cloud_for, now=now, limit=args.limit
             )
         finally:
             runtime.close()
@@ -175,7 +175,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([v.to_dict() for v in views], indent=2))
     else:
-        print(reconcile.format_views(views))
+        print(drift.format_views(views))
     return EXIT_OK
 
 

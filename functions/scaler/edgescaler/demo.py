@@ -22,10 +22,10 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
-from edgescaler.handler import handle
+from edgescaler.handler import execute
+from edgescaler.report import Outcome
 from edgescaler.store.sqlite import SQLiteStore
 
 CLUSTER_ID = "cdemo0e2961451182edacd74faf0001"
@@ -63,22 +63,20 @@ def _policy_text(prometheus_url: str) -> str:
     return template.replace("{CLUSTER_ID}", CLUSTER_ID).replace("{PROMETHEUS_URL}", prometheus_url)
 
 
-def _line(tick: int, elapsed: float, outcome: dict[str, Any]) -> str:
-    d = outcome.get("decision") or {}
-    readings = d.get("readings", {})
-    load = readings.get("busy_cores", {}).get("value")
-    nodes = d.get("current")
+def _line(tick: int, elapsed: float, outcome: Outcome) -> str:
+    d = outcome.decision
+    reading = d.readings.get("busy_cores") if d is not None else None
     head = f"t=+{elapsed:4.1f}s tick {tick:>2}  "
-    if load is not None:
-        head += f"busy={load:5.1f} cores  nodes={nodes:>2}  "
+    if d is not None and reading is not None:
+        head += f"busy={reading.value:5.1f} cores  nodes={d.current:>2}  "
     else:
         head += " " * 28
-    what = outcome["outcome"]
-    if outcome["add"]:
-        what += f" +{outcome['add']}"
-    if outcome["task_id"]:
-        what += f" task={outcome['task_id']}"
-    return f"{head}{what:<40} {outcome['reason']}"
+    what = str(outcome.outcome)
+    if outcome.add:
+        what += f" +{outcome.add}"
+    if outcome.task_id:
+        what += f" task={outcome.task_id}"
+    return f"{head}{what:<40} {outcome.reason}"
 
 
 def main(*, json_output: bool = False, out: Callable[[str], None] = print) -> int:
@@ -130,14 +128,14 @@ def main(*, json_output: bool = False, out: Callable[[str], None] = print) -> in
                         "payload": "",
                     }
                 ).encode()
-                report = handle(event, None, env=env)
+                report = execute(event, None, env=env)
                 if json_output:
-                    out(json.dumps(report, indent=2))
+                    out(json.dumps(report.to_dict(), indent=2))
                     continue
-                if report.get("error"):
-                    out(f"tick {tick}: run failed: {report['error']}")
+                if report.error:
+                    out(f"tick {tick}: run failed: {report.error}")
                     return 1
-                for o in report["outcomes"]:
+                for o in report.outcomes:
                     out(_line(tick, time.monotonic() - start, o))
             calls = emu.scale_out_calls()
             state = emu.state()

@@ -120,12 +120,18 @@ class CSApiError(CloudError):
 
 
 class CSTransportError(CloudError):
-    """No usable answer from the CS endpoint (timeout, refused, reset, unparseable body)."""
+    """No usable answer from the CS endpoint (timeout, refused, reset, unparseable body).
 
-    def __init__(self, *, action: str, detail: str, timeout: bool = False) -> None:
+    ``may_have_acted`` is what a caller of ScaleOutCluster must respect: True means the request
+    may have reached the server and been acted on (read timeout, reset after sending, a 2xx
+    without a task id), so the outcome is unknown and a new scale-out must not be sent blindly;
+    False means it certainly never reached the server (refused connection, connect timeout).
+    """
+
+    def __init__(self, *, action: str, detail: str, may_have_acted: bool = False) -> None:
         self.action = action
         self.detail = detail
-        self.timeout = timeout
+        self.may_have_acted = may_have_acted
         super().__init__(f"{action}: {detail}")
 
 

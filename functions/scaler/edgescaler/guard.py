@@ -27,29 +27,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from edgescaler.activity import ADDED_NOTHING, FAILURES, Activity, Status
 from edgescaler.decision import Clamp
 from edgescaler.policy import Budget, Policy
-from edgescaler.store.base import (
-    CLAIMED,
-    FAILED,
-    REJECTED,
-    SUBMITTED,
-    SUCCEEDED,
-    THROTTLED,
-    TIMED_OUT,
-    Activity,
-)
+from edgescaler.report import OutcomeCode
 
-COOLING_DOWN = "cooling_down"
-IN_FLIGHT = "in_flight"
-BACKOFF = "backoff"
+COOLING_DOWN = OutcomeCode.COOLING_DOWN
+IN_FLIGHT = OutcomeCode.IN_FLIGHT
+BACKOFF = OutcomeCode.BACKOFF
 
 BACKOFF_FIRST = timedelta(minutes=5)
 BACKOFF_MAX = timedelta(minutes=30)
 BACKOFF_RESET = timedelta(hours=3)
-FAILURES = frozenset({FAILED, TIMED_OUT, REJECTED})
-# Activities that certainly created nothing: they neither start a cooldown nor use a budget.
-ADDED_NOTHING = frozenset({REJECTED, THROTTLED})
 THROTTLE_FIRST = timedelta(seconds=10)
 THROTTLE_MAX = timedelta(seconds=60)
 
@@ -57,7 +46,7 @@ THROTTLE_MAX = timedelta(seconds=60)
 @dataclass(frozen=True)
 class Verdict:
     allowed: bool
-    outcome: str | None = None
+    outcome: OutcomeCode | None = None
     reason: str = ""
     blocking_seq: int | None = None
 
@@ -94,9 +83,9 @@ def check(policy: Policy, activities: Sequence[Activity], *, now: datetime) -> V
     open_ = [a for a in activities if a.is_open]
     if open_:
         a = open_[-1]
-        if a.status == SUBMITTED:
+        if a.status == Status.SUBMITTED:
             why = "its task is still running"
-        elif a.status == CLAIMED:
+        elif a.status == Status.CLAIMED:
             why = "claimed by another invocation, not answered yet"
         else:
             why = "its outcome is unknown until the cluster's tasks show whether it went through"
@@ -123,7 +112,12 @@ def check(policy: Policy, activities: Sequence[Activity], *, now: datetime) -> V
 def throttled(activities: Sequence[Activity], *, now: datetime) -> Verdict:
     """Rule 5: the newest activity was throttled and its ``retry_at`` has not come yet."""
     last = activities[-1] if activities else None
-    if last is None or last.status != THROTTLED or last.retry_at is None or now >= last.retry_at:
+    if (
+        last is None
+        or last.status != Status.THROTTLED
+        or last.retry_at is None
+        or now >= last.retry_at
+    ):
         return ALLOW
     return Verdict(
         False,
@@ -142,7 +136,7 @@ def throttle_delay(
     at 60 s); scaled by ``jitter`` in [0.5, 1] so that many clusters do not retry in step."""
     streak = 0
     for a in reversed(activities):
-        if a.status != THROTTLED:
+        if a.status != Status.THROTTLED:
             break
         streak += 1
     base = min(THROTTLE_MAX, THROTTLE_FIRST * (1 << min(streak, 6)))
@@ -179,7 +173,7 @@ def backoff(
             if streak and _end(a) - _end(streak[-1]) > BACKOFF_RESET:
                 streak = []  # the earlier streak had been forgotten before this failure
             streak.append(a)
-        elif a.status == SUCCEEDED:
+        elif a.status == Status.SUCCEEDED:
             streak = []
     if not streak:
         return ALLOW
@@ -203,9 +197,7 @@ def backoff(
 
 def nodes_added(activities: Iterable[Activity], since: datetime) -> int:
     """Nodes that activities since ``since`` may have added (all but refused/throttled ones)."""
-    return sum(
-        a.add for a in activities if a.created_at >= since and a.status not in ADDED_NOTHING
-    )
+    return sum(a.add for a in activities if a.created_at >= since and a.status not in ADDED_NOTHING)
 
 
 def budget_clamps(

@@ -16,12 +16,10 @@ Every run holds to a :class:`~edgescaler.deadline.Deadline` derived from the fun
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import logging
 import os
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -30,16 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from edgescaler import logs, policyfile, triggers
-from edgescaler.actuator import Actuator, DryRunActuator, ScaleOutActuator
-from edgescaler.cloud import credentials as creds_mod
 from edgescaler.deadline import Deadline, budget
 from edgescaler.errors import ConfigError, EdgescalerError, EventError
 from edgescaler.outside import message
-from edgescaler.pipeline import CloudAPI, Deps, run, select
-from edgescaler.policy import Policy
-from edgescaler.report import RunReport
+from edgescaler.pipeline import Deps, run, select
+from edgescaler.report import OutcomeCode, RunReport
+from edgescaler.runtime import Runtime
 from edgescaler.settings import Settings
-from edgescaler.store import Store, open_store
 
 log = logging.getLogger("edgescaler")
 
@@ -49,109 +44,6 @@ PACKAGED_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class Runtime:
-    """The dependencies of one invocation, built from settings; closed at the end.
-
-    Clients are built on first use, once per region (Prometheus: per URL and timeout), under a
-    lock: policies are evaluated concurrently.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        env: Mapping[str, str],
-        context: Any,
-        clock: Callable[[], datetime],
-        deadline: Deadline | None = None,
-    ) -> None:
-        self.settings = settings
-        self.deadline = deadline or Deadline.never()
-        self._env = env
-        self._context = context
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._clients: dict[str, Any] = {}
-        self._sources: dict[str, Any] = {}
-        self.store: Store | None = None
-
-    def open_store(self) -> Store:
-        if self.store is None:
-            # Inside FC, the function role's per-invocation STS credentials. The OSS store signs
-            # every request and reads no environment: it also gets the ALIBABA_CLOUD_* fallback.
-            fc_creds = creds_mod.from_fc_context(self._context) if self._context else None
-            if self.settings.store.startswith("oss://"):
-                fc_creds = creds_mod.resolve(self._context, self._env)
-            self.store = open_store(
-                self.settings.store,
-                s3_endpoint=self.settings.s3_endpoint,
-                credentials=fc_creds,
-                oss_endpoint=self.settings.oss_endpoint,
-                oss_region=self.settings.oss_region,
-            )
-        return self.store
-
-    def cloud_for(self, region: str) -> CloudAPI:
-        with self._lock:
-            client = self._clients.get(region)
-            if client is None:
-                from edgescaler.cloud.cs import CSClient
-
-                credentials = creds_mod.resolve(self._context, self._env)
-                client = CSClient(
-                    region,
-                    lambda: credentials,
-                    endpoint=self.settings.cs_endpoint,
-                    connect_timeout=self.settings.cs_connect_timeout,
-                    read_timeout=self.settings.cs_read_timeout,
-                    clock=self._clock,
-                    deadline=self.deadline,
-                )
-                self._clients[region] = client
-        return client
-
-    def metrics_for(self, policy: Policy) -> Any:
-        from edgescaler.metrics.prometheus import PrometheusSource
-
-        url = policy.prometheus.url if policy.prometheus else self.settings.prometheus_url
-        if not url:
-            raise ConfigError(
-                f"{policy.name}: no Prometheus URL: set prometheus.url in the policy or "
-                "EDGESCALER_PROMETHEUS_URL"
-            )
-        timeout = policy.prometheus.timeout.total_seconds() if policy.prometheus else 5.0
-        key = f"{url}|{timeout}"
-        with self._lock:
-            source = self._sources.get(key)
-            if source is None:
-                source = PrometheusSource(url, timeout=timeout, deadline=self.deadline)
-                self._sources[key] = source
-        return source
-
-    def actuator(self, dry_run: bool) -> Actuator:
-        if dry_run:
-            return DryRunActuator()
-        return ScaleOutActuator(
-            self.open_store(),
-            self.cloud_for,
-            self._env,
-            deadline=self.deadline,
-            scale_out_seconds=self.settings.scale_out_seconds,
-        )
-
-    def close(self) -> None:
-        for c in [*self._clients.values(), *self._sources.values()]:
-            with contextlib.suppress(Exception):  # best effort at the end of an invocation
-                c.close()
-        if self.store is not None:
-            self.store.close()
-
-
-def count_workers(nodes: Sequence[Any]) -> int:
-    from edgescaler.cloud.cs import count_edge_workers
-
-    return count_edge_workers(nodes)
 
 
 def function_timeout(context: Any) -> float | None:
@@ -172,20 +64,45 @@ def handle(
     monotonic: Callable[[], float] = time.monotonic,
     accept: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the pipeline for one event and return the report as a JSON-able dict.
+    """Run the pipeline for one event and return the report as a JSON-able dict (for FC).
+
+    Never raises (``SystemExit`` aside); see :func:`execute`.
+    """
+    return execute(
+        event,
+        context,
+        env=env,
+        now=now,
+        force_dry_run=force_dry_run,
+        monotonic=monotonic,
+        accept=accept,
+    ).to_dict()
+
+
+def execute(
+    event: bytes | str | None,
+    context: Any = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    now: Callable[[], datetime] = _now,
+    force_dry_run: bool = False,
+    monotonic: Callable[[], float] = time.monotonic,
+    accept: frozenset[str] | None = None,
+) -> RunReport:
+    """Run the pipeline for one event and return the typed report (the CLI formats it).
 
     ``accept`` limits the trigger kinds this entry runs (the alert callback accepts only
     ``cloudmonitor``); any other is an error. Never raises (``SystemExit`` aside).
     """
     started = _safe_now(now)
     try:
-        return _handle(event, context, env, now, started, force_dry_run, monotonic, accept)
+        return _execute(event, context, env, now, started, force_dry_run, monotonic, accept)
     except Exception as exc:  # the last line of defence: nothing escapes an FC entry point
         text = message(f"internal error: {type(exc).__name__}: {exc}")
         log.error("%s", text)
         rep = RunReport("unknown", None, True, started_at=started, error=text)
         rep.finished_at = _safe_now(now)
-        return rep.to_dict()
+        return rep
 
 
 def _safe_now(now: Callable[[], datetime]) -> datetime:
@@ -195,7 +112,7 @@ def _safe_now(now: Callable[[], datetime]) -> datetime:
         return _now()
 
 
-def _handle(
+def _execute(
     event: bytes | str | None,
     context: Any,
     env: Mapping[str, str] | None,
@@ -204,7 +121,7 @@ def _handle(
     force_dry_run: bool,
     monotonic: Callable[[], float],
     accept: frozenset[str] | None,
-) -> dict[str, Any]:
+) -> RunReport:
     logs.install()
     env = os.environ if env is None else env
     try:
@@ -223,7 +140,7 @@ def _handle(
             "unknown", None, True, started_at=started, finished_at=now(), error=message(exc)
         )
         log.error("%s", rep.summary_line())
-        return rep.to_dict()
+        return rep
 
     dry_run = force_dry_run or (
         request.dry_run if request.dry_run is not None else settings.dry_run
@@ -231,13 +148,11 @@ def _handle(
     deadline = Deadline(budget(function_timeout(context), settings.deadline), clock=monotonic)
     runtime = Runtime(settings, env, context, now, deadline)
     try:
-        store = runtime.open_store()
         deps = Deps(
-            store=store,
+            store=runtime.open_store(),
             cloud_for=runtime.cloud_for,
             metrics_for=runtime.metrics_for,
             actuator=runtime.actuator(dry_run),
-            count_workers=count_workers,
             deadline=deadline,
         )
         rep = run(request, policies, deps, now=started, dry_run=dry_run)
@@ -249,10 +164,10 @@ def _handle(
         runtime.close()
     rep.finished_at = now()
     for outcome in rep.outcomes:
-        level = logging.ERROR if outcome.outcome == "error" else logging.INFO
+        level = logging.ERROR if outcome.outcome == OutcomeCode.ERROR else logging.INFO
         log.log(level, "%s", outcome.log_line())
     log.log(logging.ERROR if rep.error else logging.INFO, "%s", rep.summary_line())
-    return rep.to_dict()
+    return rep
 
 
 MAX_CALLBACK_BYTES = 64 * 1024
@@ -323,9 +238,7 @@ def _handle_http(
         return answer("503 Service Unavailable", {"error": "callback not configured"})
     query = urllib.parse.parse_qs(str(environ.get("QUERY_STRING", ""))[:4096])
     given = (query.get("token") or [""])[-1]
-    if not hmac.compare_digest(
-        given.encode("utf-8", "surrogatepass"), expected.reveal().encode()
-    ):
+    if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.reveal().encode()):
         log.warning("callback refused: bad token")
         return answer("403 Forbidden", {"error": "forbidden"})
     method = str(environ.get("REQUEST_METHOD", "")).upper()

@@ -3,17 +3,18 @@
 Per policy, concurrently, and so that one policy's failure never stops another:
 
 1. read the cluster's recent activity log and bring open activities up to date with the cloud
-   (task states; whether an ambiguous scale-out went through);
+   (:func:`refresh_open`: the transitions themselves are :mod:`edgescaler.activity`'s);
 2. guard: cooldown / in flight / backoff → stop here, nothing else is read;
-3. read capacity (DescribeClusterNodes), the cluster's scale-out tasks (DescribeClusterTasks)
-   and every metric, concurrently; any metric that is empty, NaN, stale or failing →
+3. read capacity (:class:`~edgescaler.cloud.model.Capacity`), the cluster's scale-out tasks and
+   every metric, concurrently; any metric that is empty, NaN, stale or failing →
    ``metrics_unavailable`` (do not act);
 4. decide (pure) → ``no_change`` / ``capped``; a scale-out task still running in the cloud
    (not started by edgescaler, or ours past its timeout) → ``in_flight``; rolling budgets →
    ``budget``; or
 5. hand the decision to the actuator (claim + ScaleOutCluster, or dry run).
 
-Dependencies come in through :class:`Deps`; the clock arrives as ``now``. The run's
+This module keeps the order and the I/O; the rules live in the pure modules. Dependencies come in
+through :class:`Deps`; the clock arrives as ``now``. The run's
 :class:`~edgescaler.deadline.Deadline` bounds it: a policy whose work has not begun when the
 deadline passes, or that is still before its reads then, is reported ``deadline``; the readers
 themselves cut every read at the deadline.
@@ -22,58 +23,32 @@ themselves cut every read at the deadline.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
 
-from edgescaler import guard, report
+from edgescaler import activity as lifecycle
+from edgescaler import guard
+from edgescaler.activity import Activity, Status
 from edgescaler.actuator import Actuator, Context
+from edgescaler.cloud.model import Capacity, CloudAPI, TaskInfo, TaskPhase, scale_out_tasks
 from edgescaler.deadline import Deadline
-from edgescaler.decision import decide
+from edgescaler.decision import Decision, decide
 from edgescaler.errors import CloudError, ConfigError, EventError, MetricError, StoreError
 from edgescaler.metrics.base import MetricSource, Reading
 from edgescaler.policy import Policy
-from edgescaler.report import Outcome, RunReport
-from edgescaler.store.base import (
-    CLAIMED,
-    FAILED,
-    REJECTED,
-    SUBMITTED,
-    SUCCEEDED,
-    TIMED_OUT,
-    UNKNOWN,
-    Activity,
-    Store,
-)
+from edgescaler.report import Outcome, OutcomeCode, RunReport
+from edgescaler.store.base import Store
 from edgescaler.triggers import RunRequest
 
 log = logging.getLogger("edgescaler.pipeline")
 
-# How far back the guard looks in the activity log. Cooldowns longer than this are clamped by
-# the policy validation of later issues; for now it comfortably covers any sane cooldown.
+# How far back the guard looks in the activity log: far beyond any cooldown (at most 12 h) and
+# any budget window (a day) needs exactly a day.
 LOOKBACK = timedelta(days=1)
 MAX_POLICY_WORKERS = 8
-SCALE_OUT_TASK_TYPES = frozenset({"cluster_scaleout"})
 MAX_PRIOR_TASKS = 200
-# A claim's owner answers within its CS timeouts (seconds); an older unanswered claim means the
-# owner died between the claim and recording the answer.
-CLAIM_GRACE = timedelta(minutes=2)
-# A POST that went through shows up as a task at once; none after this long means it did not.
-RESOLVE_AFTER = timedelta(minutes=5)
-
-
-class CloudAPI(Protocol):
-    """The part of the CS client the pipeline and actuator use."""
-
-    def list_nodes(self, cluster_id: str) -> Sequence[Any]: ...
-
-    def describe_task(self, task_id: str) -> Any: ...
-
-    def list_tasks(self, cluster_id: str) -> Sequence[Any]: ...
-
-    def scale_out(self, cluster_id: str, body: Mapping[str, Any]) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -82,7 +57,6 @@ class Deps:
     cloud_for: Callable[[str], CloudAPI]
     metrics_for: Callable[[Policy], MetricSource]
     actuator: Actuator
-    count_workers: Callable[[Sequence[Any]], int]
     deadline: Deadline = field(default_factory=Deadline.never)
 
 
@@ -109,27 +83,21 @@ def run(
 ) -> RunReport:
     """Evaluate ``policies`` (already selected) for ``request`` and return the report."""
     rep = RunReport(request.trigger, request.event_key, dry_run, started_at=now)
+
+    def everyone(code: OutcomeCode, reason: str) -> list[Outcome]:
+        return [Outcome(p.name, p.cluster_id, code, reason) for p in policies]
+
     if request.event_key and not dry_run:
         try:
             fresh = deps.store.claim_event(request.event_key, now, {"trigger": request.trigger})
         except StoreError as exc:
-            rep.outcomes = [
-                Outcome(
-                    p.name, p.cluster_id, report.ERROR, f"store unavailable, not scaling: {exc}"
-                )
-                for p in policies
-            ]
+            rep.outcomes = everyone(OutcomeCode.ERROR, f"store unavailable, not scaling: {exc}")
             return rep
         if not fresh:
-            rep.outcomes = [
-                Outcome(
-                    p.name,
-                    p.cluster_id,
-                    report.DUPLICATE_EVENT,
-                    f"event {request.event_key} was already handled; nothing done",
-                )
-                for p in policies
-            ]
+            rep.outcomes = everyone(
+                OutcomeCode.DUPLICATE_EVENT,
+                f"event {request.event_key} was already handled; nothing done",
+            )
             return rep
     if not policies:
         return rep
@@ -149,7 +117,7 @@ def evaluate(policy: Policy, request: RunRequest, deps: Deps, now: datetime) -> 
         return Outcome(
             policy.name,
             policy.cluster_id,
-            report.ERROR,
+            OutcomeCode.ERROR,
             f"internal error: {type(exc).__name__}: {exc}",
         )
 
@@ -158,40 +126,48 @@ def _late(policy: Policy, deps: Deps, what: str) -> Outcome:
     return Outcome(
         policy.name,
         policy.cluster_id,
-        report.DEADLINE,
+        OutcomeCode.DEADLINE,
         f"the run's deadline ({deps.deadline.seconds:g}s) passed before {what}; nothing done",
     )
 
 
 def _evaluate(policy: Policy, request: RunRequest, deps: Deps, now: datetime) -> Outcome:
     name, cluster = policy.name, policy.cluster_id
+
+    def outcome(
+        code: OutcomeCode,
+        reason: str,
+        *,
+        decision: Decision | None = None,
+        activity_seq: int | None = None,
+    ) -> Outcome:
+        return Outcome(name, cluster, code, reason, decision=decision, activity_seq=activity_seq)
+
     if deps.deadline.expired:
         return _late(policy, deps, "this policy was evaluated")
     since = now - LOOKBACK
     try:
         activities = deps.store.recent(cluster, since)
     except StoreError as exc:
-        return Outcome(name, cluster, report.ERROR, f"store unavailable, not scaling: {exc}")
+        return outcome(OutcomeCode.ERROR, f"store unavailable, not scaling: {exc}")
 
     try:
         cloud = deps.cloud_for(policy.region)
     except ConfigError as exc:
-        return Outcome(name, cluster, report.ERROR, str(exc))
+        return outcome(OutcomeCode.ERROR, str(exc))
     activities = refresh_open(activities, cloud, deps.actuator, now)
 
     verdict = guard.check(policy, activities, now=now)
     if not verdict.allowed:
         assert verdict.outcome is not None
-        return Outcome(
-            name, cluster, verdict.outcome, verdict.reason, activity_seq=verdict.blocking_seq
-        )
+        return outcome(verdict.outcome, verdict.reason, activity_seq=verdict.blocking_seq)
 
     if deps.deadline.expired:
         return _late(policy, deps, "capacity and metrics were read")
     try:
         source = deps.metrics_for(policy)
     except ConfigError as exc:
-        return Outcome(name, cluster, report.ERROR, str(exc))
+        return outcome(OutcomeCode.ERROR, str(exc))
     with ThreadPoolExecutor(max_workers=len(policy.metrics) + 2, thread_name_prefix="read") as pool:
         nodes_f = pool.submit(cloud.list_nodes, cluster)
         tasks_f = pool.submit(cloud.list_tasks, cluster)
@@ -214,45 +190,41 @@ def _evaluate(policy: Policy, request: RunRequest, deps: Deps, now: datetime) ->
             except MetricError as exc:
                 failures.append(str(exc))
         try:
-            current = deps.count_workers(nodes_f.result())
+            current = Capacity.of(nodes_f.result())
         except CloudError as exc:
-            return Outcome(name, cluster, report.ERROR, f"capacity unavailable: {exc}")
+            return outcome(OutcomeCode.ERROR, f"capacity unavailable: {exc}")
         try:
             # Needed before any scale-out: the snapshot lets a later run tell whether an
             # ambiguous POST went through, so without it we do not scale (fail closed).
-            scale_out_tasks = [t for t in tasks_f.result() if t.task_type in SCALE_OUT_TASK_TYPES]
+            tasks = scale_out_tasks(tasks_f.result())
         except CloudError as exc:
-            return Outcome(name, cluster, report.ERROR, f"cluster tasks unavailable: {exc}")
+            return outcome(OutcomeCode.ERROR, f"cluster tasks unavailable: {exc}")
     if failures:
-        return Outcome(
-            name, cluster, report.METRICS_UNAVAILABLE, "not acting: " + "; ".join(failures)
-        )
+        return outcome(OutcomeCode.METRICS_UNAVAILABLE, "not acting: " + "; ".join(failures))
 
-    decision = decide(policy, current, readings)
+    decision = decide(policy, current.count, readings)
     if decision.add == 0:
-        code = report.CAPPED if decision.reason == "capped" else report.NO_CHANGE
-        return Outcome(name, cluster, code, decision.explanation, decision=decision.to_dict())
+        code = OutcomeCode.CAPPED if decision.reason == "capped" else OutcomeCode.NO_CHANGE
+        return outcome(code, decision.explanation, decision=decision)
 
-    running = [t.task_id for t in scale_out_tasks if t.phase == "running"]
+    running = [t.task_id for t in tasks if t.phase == TaskPhase.RUNNING]
     verdict = guard.running_tasks(running, activities)
     if not verdict.allowed:
         assert verdict.outcome is not None
-        return Outcome(name, cluster, verdict.outcome, verdict.reason, decision=decision.to_dict())
+        return outcome(verdict.outcome, verdict.reason, decision=decision)
 
     decision = decision.clamped(
         guard.budget_clamps(decision.add, activities, policy.budget, now=now)
     )
     if decision.add == 0:
-        return Outcome(
-            name, cluster, report.BUDGET, decision.explanation, decision=decision.to_dict()
-        )
+        return outcome(OutcomeCode.BUDGET, decision.explanation, decision=decision)
 
     ctx = Context(
         now=now,
         trigger=request.trigger,
         event_key=request.event_key,
         lookback=since,
-        prior_tasks=tuple(t.task_id for t in scale_out_tasks[:MAX_PRIOR_TASKS]),
+        prior_tasks=tuple(t.task_id for t in tasks[:MAX_PRIOR_TASKS]),
     )
     return deps.actuator.execute(policy, decision, activities, ctx)
 
@@ -262,92 +234,41 @@ def refresh_open(
 ) -> list[Activity]:
     """Bring open activities up to date with the cloud, recording what changed.
 
-    * ``submitted``: its task's state (DescribeTaskInfo). Success or failure ends the activity
-      (cooldown then runs from its end); still running after ``timeout_mins`` → ``timed_out``.
-    * ``unknown``, and ``claimed`` older than :data:`CLAIM_GRACE` (its owner died between the
-      claim and recording the answer): did the POST go through? A ``cluster_scaleout`` task of
-      the cluster that is neither in the activity's ``prior_tasks`` nor any other activity's is
-      its task → ``submitted`` (then refreshed as above). No such task
-      :data:`RESOLVE_AFTER` after the claim → ``rejected`` (it did not go through).
-
-    Anything that cannot be read leaves the activity open: the guard keeps holding the cluster.
+    Ambiguous ones (:func:`~edgescaler.activity.needs_resolution`) are resolved against the
+    cluster's scale-out tasks (one DescribeClusterTasks for all of them); submitted ones are
+    tracked against their task (DescribeTaskInfo). Anything that cannot be read leaves the
+    activity as it is: the guard keeps holding the cluster.
     """
     out = list(activities)
-    ambiguous = [
-        i
-        for i, a in enumerate(out)
-        if a.status == UNKNOWN or (a.status == CLAIMED and now - a.created_at > CLAIM_GRACE)
-    ]
+    ambiguous = [i for i, a in enumerate(out) if lifecycle.needs_resolution(a, now)]
     if ambiguous:
         cluster = out[ambiguous[0]].cluster_id
+        tasks: list[TaskInfo] | None
         try:
-            tasks = [t for t in cloud.list_tasks(cluster) if t.task_type in SCALE_OUT_TASK_TYPES]
+            tasks = scale_out_tasks(cloud.list_tasks(cluster))
         except CloudError as exc:
             log.warning("cannot list tasks of %s to resolve open scale-outs: %s", cluster, exc)
             tasks = None
         if tasks is not None:
             for i in ambiguous:
-                out[i] = _resolve(out[i], tasks, out, actuator, now)
+                out[i] = _record(actuator, out[i], lifecycle.resolve(out[i], tasks, out, now))
     for i, act in enumerate(out):
-        if act.status == SUBMITTED and act.task_id:
-            out[i] = _refresh_one(act, cloud, actuator, now)
+        if act.status == Status.SUBMITTED and act.task_id:
+            try:
+                task = cloud.describe_task(act.task_id)
+            except CloudError as exc:
+                log.warning("cannot read task %s of %s: %s", act.task_id, act.cluster_id, exc)
+                continue
+            out[i] = _record(actuator, act, lifecycle.track(act, task, now))
     return out
 
 
-def _resolve(
-    act: Activity, tasks: Sequence[Any], log_: Sequence[Activity], actuator: Actuator, now: datetime
-) -> Activity:
-    taken = {a.task_id for a in log_ if a.task_id} | set(act.prior_tasks)
-    mine = [t for t in tasks if t.task_id not in taken]
-    if mine:
-        task = min(mine, key=lambda t: (t.created or now, t.task_id))
-        updated = act.with_status(
-            SUBMITTED,
-            now,
-            task_id=task.task_id,
-            error=f"resolved: task {task.task_id} appeared after the claim ({act.status} before)",
-        )
-    elif now - act.created_at > RESOLVE_AFTER:
-        updated = act.with_status(
-            REJECTED,
-            now,
-            error=f"resolved: no new scale-out task appeared within "
-            f"{int(RESOLVE_AFTER.total_seconds() // 60)} min; the call did not go through"
-            + (f" ({act.error})" if act.error else ""),
-        )
-    else:
-        return act
-    _record(actuator, updated)
-    return updated
-
-
-def _record(actuator: Actuator, act: Activity) -> None:
+def _record(actuator: Actuator, old: Activity, new: Activity | None) -> Activity:
+    """``new`` written through the actuator (the old one when nothing changed)."""
+    if new is None:
+        return old
     try:
-        actuator.record(act)
+        actuator.record(new)
     except StoreError as exc:
-        log.warning("cannot record scale-out #%d of %s: %s", act.seq, act.cluster_id, exc)
-
-
-def _refresh_one(act: Activity, cloud: CloudAPI, actuator: Actuator, now: datetime) -> Activity:
-    assert act.task_id is not None
-    try:
-        task = cloud.describe_task(act.task_id)
-    except CloudError as exc:
-        log.warning("cannot read task %s of %s: %s", act.task_id, act.cluster_id, exc)
-        return act
-    # The task's own end time, but never later than now: a time zone misread by the API must
-    # not stretch the cooldown into the future.
-    ended = min(task.updated, now) if task.updated else now
-    if task.phase == "success":
-        updated = act.with_status(SUCCEEDED, now, ended_at=ended)
-    elif task.phase == "failed":
-        detail = ": ".join(x for x in (task.error_code, task.error_message) if x) or task.state
-        updated = act.with_status(FAILED, now, ended_at=ended, error=f"task {task.state}: {detail}")
-    elif act.timeout_mins and now - act.created_at > timedelta(minutes=act.timeout_mins):
-        updated = act.with_status(
-            TIMED_OUT, now, error=f"task still {task.state} after {act.timeout_mins} min"
-        )
-    else:
-        return act
-    _record(actuator, updated)
-    return updated
+        log.warning("cannot record scale-out #%d of %s: %s", new.seq, new.cluster_id, exc)
+    return new

@@ -14,48 +14,39 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from edgescaler.codes import Code
+from edgescaler.decision import Decision
 from edgescaler.outside import MAX_REASON, message
 
-SCALED = "scaled"
-NO_CHANGE = "no_change"
-COOLING_DOWN = "cooling_down"
-IN_FLIGHT = "in_flight"
-BACKOFF = "backoff"
-BUDGET = "budget"
-CAPPED = "capped"
-METRICS_UNAVAILABLE = "metrics_unavailable"
-DUPLICATE_EVENT = "duplicate_event"
-DRY_RUN = "dry_run"
-DEADLINE = "deadline"
-ERROR = "error"
 
-OUTCOMES = (
-    SCALED,
-    NO_CHANGE,
-    COOLING_DOWN,
-    IN_FLIGHT,
-    BACKOFF,
-    BUDGET,
-    CAPPED,
-    METRICS_UNAVAILABLE,
-    DUPLICATE_EVENT,
-    DRY_RUN,
-    DEADLINE,
-    ERROR,
-)
+class OutcomeCode(Code):
+    SCALED = "scaled"
+    NO_CHANGE = "no_change"
+    COOLING_DOWN = "cooling_down"
+    IN_FLIGHT = "in_flight"
+    BACKOFF = "backoff"
+    BUDGET = "budget"
+    CAPPED = "capped"
+    METRICS_UNAVAILABLE = "metrics_unavailable"
+    DUPLICATE_EVENT = "duplicate_event"
+    DRY_RUN = "dry_run"
+    DEADLINE = "deadline"
+    ERROR = "error"
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """What one policy's evaluation came to. Typed until :meth:`to_dict`."""
+
     policy: str
     cluster_id: str
-    outcome: str
+    outcome: OutcomeCode
     reason: str
     add: int = 0
     task_id: str | None = None
     request_id: str | None = None
     activity_seq: int | None = None
-    decision: dict[str, Any] | None = None
+    decision: Decision | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,7 +58,7 @@ class Outcome:
             "request_id": self.request_id,
             "activity_seq": self.activity_seq,
             "reason": message(self.reason, MAX_REASON),
-            "decision": self.decision,
+            "decision": self.decision.to_dict() if self.decision is not None else None,
         }
 
     def log_line(self) -> str:
@@ -93,13 +84,13 @@ class RunReport:
     error: str | None = None
 
     def counts(self) -> dict[str, int]:
-        return dict(Counter(o.outcome for o in self.outcomes))
+        return dict(Counter(str(o.outcome) for o in self.outcomes))
 
     def summary_line(self) -> str:
         if self.error:
             return f"run failed: {message(self.error)}"
         counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts().items())) or "no policies"
-        added = sum(o.add for o in self.outcomes if o.outcome == SCALED)
+        added = sum(o.add for o in self.outcomes if o.outcome == OutcomeCode.SCALED)
         mode = " DRY-RUN" if self.dry_run else ""
         return (
             f"run{mode} trigger={self.trigger} policies={len(self.outcomes)} "

@@ -91,6 +91,7 @@ class Settings:
     cs_read_timeout: float = 10.0
     deadline: float | None = None
     callback_token: Secret | None = None
+    prometheus_timeout: float = 5.0  # for policies whose prometheus section names none
     # Override of https://kms.{region}.aliyuncs.com (a local fake, or kms-vpc.{region}...).
     kms_endpoint: str | None = None
 
@@ -118,6 +119,7 @@ class Settings:
             cs_read_timeout=_float(env, "EDGESCALER_CS_READ_TIMEOUT", 10.0, 0.1, 60),
             deadline=_optional_float(env, "EDGESCALER_DEADLINE", 1, 86400),
             callback_token=_token(env, "EDGESCALER_CALLBACK_TOKEN"),
+            prometheus_timeout=_float(env, "EDGESCALER_PROMETHEUS_TIMEOUT", 5.0, 0.1, 60),
             kms_endpoint=_url(env, "EDGESCALER_KMS_ENDPOINT"),
         )
 

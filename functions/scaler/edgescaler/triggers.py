@@ -146,9 +146,7 @@ def _callback(data: dict[str, Any]) -> RunRequest:
     state = _text(data, "alertState", where, 40)
     raw_ts = _text(data, "timestamp", where, 40)
     if not raw_ts.isdigit():
-        raise EventError(
-            f"{where}: timestamp {quote(raw_ts)} is not epoch seconds or milliseconds"
-        )
+        raise EventError(f"{where}: timestamp {quote(raw_ts)} is not epoch seconds or milliseconds")
     # Old documents say seconds, real callbacks carry milliseconds: normalise to milliseconds.
     millis = int(raw_ts) if len(raw_ts) > 11 else int(raw_ts) * 1000
     return RunRequest(
@@ -200,8 +198,7 @@ def _manual(data: dict[str, Any], trigger: str, where: str) -> RunRequest:
     unknown = sorted(set(data) - _MANUAL_KEYS)
     if unknown:
         raise EventError(
-            f"{where}: unknown key {quote(unknown[0])} "
-            f"(allowed: {', '.join(sorted(_MANUAL_KEYS))})"
+            f"{where}: unknown key {quote(unknown[0])} (allowed: {', '.join(sorted(_MANUAL_KEYS))})"
         )
     policies = data.get("policies")
     if policies is not None:

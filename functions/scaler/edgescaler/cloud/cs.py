@@ -10,21 +10,20 @@ The path and query are percent-encoded here, exactly as they are signed (referen
 and a request body is serialised once and those bytes are both hashed and sent (§8.5).
 
 Failures are :class:`~edgescaler.errors.CSApiError` (the API answered with an error status) or
-:class:`~edgescaler.errors.CSTransportError` (no usable answer). ``CSTransportError.timeout`` is
-the flag callers must respect after a ScaleOutCluster: ``True`` means *the server may have
+:class:`~edgescaler.errors.CSTransportError` (no usable answer). ``CSTransportError.may_have_acted``
+is the flag callers must respect after a ScaleOutCluster: ``True`` means *the server may have
 received and acted on the request*, so the outcome is unknown and a new scale-out must not be
 issued blindly; ``False`` means the request certainly never reached the server.
 
-    timeout=True   httpx ReadTimeout and WriteTimeout; ReadError, WriteError, RemoteProtocolError
-                   (connection reset or closed mid-exchange) and every other httpx error not
-                   listed below; PoolTimeout (httpx raises it before sending, but it is reported
-                   as ambiguous to stay on the safe side); a 2xx answer whose body is not a JSON
-                   object; a 2xx ScaleOutCluster answer without ``task_id``
-    timeout=False  httpx ConnectTimeout, ConnectError (refused, DNS failure, TLS handshake),
-                   ProxyError, UnsupportedProtocol, InvalidURL: nothing reached the server
-
-Despite its name the flag is about the outcome, not the cause: a connect *timeout* is ``False``,
-a connection reset after sending is ``True``.
+    may_have_acted=True   httpx ReadTimeout and WriteTimeout; ReadError, WriteError,
+                          RemoteProtocolError (connection reset or closed mid-exchange) and every
+                          other httpx error not listed below; PoolTimeout (raised before sending,
+                          but reported as ambiguous to stay on the safe side); an answer abandoned
+                          for its size or time; a 2xx answer whose body is not an acceptable JSON
+                          object; a 2xx ScaleOutCluster answer without ``task_id``
+    may_have_acted=False  httpx ConnectTimeout, ConnectError (refused, DNS failure, TLS
+                          handshake), ProxyError, UnsupportedProtocol, InvalidURL, and a GET not
+                          sent because the run's deadline had passed: nothing reached the server
 
 Secrets: the ENS ``login_password`` travels only in the body bytes of the one ScaleOutCluster
 request; the access key secret only as the HMAC key; the STS token only as a signed header. None
@@ -40,15 +39,16 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from edgescaler import __version__, safejson
 from edgescaler.cloud.credentials import Credentials
+from edgescaler.cloud.model import Node, ScaleOutResult, TaskInfo
 from edgescaler.cloud.signing import AcsV3Auth, encode_query, new_nonce, percent_encode
 from edgescaler.deadline import Deadline, DeadlineExceeded
 from edgescaler.errors import ConfigError, CSApiError, CSTransportError
@@ -113,9 +113,6 @@ _NOT_SENT = (
     httpx.InvalidURL,
 )
 
-_FAILED_STATES = frozenset({"fail", "failed", "timeout", "canceled", "cancelled"})
-_ACTIVE_NODE_STATES = frozenset({"running", "starting", "pending", "initial"})
-
 
 def endpoint_for(region: str, override: str | None = None) -> str:
     """The CS base URL for ``region``, without a trailing slash.
@@ -140,81 +137,6 @@ def endpoint_for(region: str, override: str | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class ScaleOutResult:
-    """A ScaleOutCluster request the API accepted (any 2xx with a ``task_id``)."""
-
-    cluster_id: str
-    task_id: str
-    request_id: str | None
-    status: int
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    """One CS task, from DescribeTaskInfo or an item of DescribeClusterTasks.
-
-    ``state`` is the server's word, verbatim (``""`` when absent); :attr:`phase` is what a caller
-    should act on. ``raw`` is the whole JSON object, kept out of ``repr``.
-    """
-
-    task_id: str
-    cluster_id: str | None
-    task_type: str | None
-    state: str
-    created: datetime | None
-    updated: datetime | None
-    error_code: str | None
-    error_message: str | None
-    task_result: tuple[dict[str, Any], ...]
-    raw: dict[str, Any] = field(repr=False, compare=False)
-
-    @property
-    def phase(self) -> Literal["running", "success", "failed"]:
-        """``success``; ``failed`` for fail/failed/timeout/canceled/cancelled; else ``running``.
-
-        Unknown states count as running on purpose: the caller keeps polling (and keeps treating
-        the scale-out as in flight) rather than guessing an outcome.
-        """
-        state = self.state.strip().lower()
-        if state == "success":
-            return "success"
-        if state in _FAILED_STATES:
-            return "failed"
-        return "running"
-
-
-@dataclass(frozen=True)
-class Node:
-    """One node of DescribeClusterNodes, reduced to what counting needs."""
-
-    instance_id: str
-    node_name: str | None
-    instance_role: str | None
-    state: str | None
-    node_status: str | None
-    instance_type: str | None
-    nodepool_id: str | None
-    creation_time: datetime | None
-
-
-def is_edge_worker(node: Node) -> bool:
-    """A worker (not a master) on an ENS instance type (``ens.*``; cloud ECS workers are not)."""
-    role = (node.instance_role or "").strip().lower()
-    itype = (node.instance_type or "").strip().lower()
-    return role == "worker" and itype.startswith("ens.")
-
-
-def is_active(node: Node) -> bool:
-    """Running, or still on its way in (starting / pending / initial); not failed or leaving."""
-    return (node.state or "").strip().lower() in _ACTIVE_NODE_STATES
-
-
-def count_edge_workers(nodes: Iterable[Node]) -> int:
-    """Active ENS edge workers: the capacity a scale-out decision builds on."""
-    return sum(1 for n in nodes if is_edge_worker(n) and is_active(n))
 
 
 # --------------------------------------------------------------------------- parsing helpers
@@ -480,7 +402,7 @@ class CSClient:
         """ScaleOutCluster: exactly one POST, never retried, whatever goes wrong.
 
         Any 2xx is acceptance (the API has answered 200 and 202). A 2xx without ``task_id`` raises
-        :class:`CSTransportError` with ``timeout=True``: the cluster may be scaling, do not assume
+        :class:`CSTransportError` with ``may_have_acted``: the cluster may be scaling, do not assume
         it failed. ``body`` is serialised once (compact, UTF-8) and those bytes are sent.
         """
         action = "ScaleOutCluster"
@@ -503,7 +425,7 @@ class CSClient:
                 action=action,
                 detail=f"HTTP {answer.status} without task_id{rid}: the request was "
                 "received and may have started a scale-out; check the cluster's tasks",
-                timeout=True,
+                may_have_acted=True,
             )
         return ScaleOutResult(
             cluster_id=_opt_str(payload.get("cluster_id")) or cluster_id,
@@ -625,7 +547,7 @@ class CSClient:
                 raise CSTransportError(
                     action=action,
                     detail=f"GET {path}: giving up retries: the run deadline is near",
-                    timeout=False,
+                    may_have_acted=False,
                 )
             self._sleep(pause)
             attempt += 1
@@ -666,7 +588,9 @@ class CSClient:
                 total = self._deadline.timeout(total)
             except DeadlineExceeded:
                 raise CSTransportError(
-                    action=action, detail=f"{method} {path}: run deadline passed", timeout=False
+                    action=action,
+                    detail=f"{method} {path}: run deadline passed",
+                    may_have_acted=False,
                 ) from None
             read = min(self._read_timeout, total)
             timeout = httpx.Timeout(
@@ -722,7 +646,7 @@ class CSClient:
         what = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport error"
         text = self._message(str(exc), secrets)
         detail = f"{method} {path}: {what}: {type(exc).__name__}" + (f": {text}" if text else "")
-        return CSTransportError(action=action, detail=detail, timeout=may_have_acted)
+        return CSTransportError(action=action, detail=detail, may_have_acted=may_have_acted)
 
     def _check(
         self,
@@ -748,7 +672,7 @@ class CSClient:
             raise CSTransportError(
                 action=action,
                 detail=f"HTTP {answer.status} with a body that is not an acceptable JSON object",
-                timeout=True,
+                may_have_acted=True,
             )
         return payload
 
@@ -779,13 +703,7 @@ __all__ = [
     "API_VERSION",
     "SPECIAL_REGIONS",
     "CSClient",
-    "Node",
-    "ScaleOutResult",
-    "TaskInfo",
-    "count_edge_workers",
     "encode_body",
     "endpoint_for",
-    "is_active",
-    "is_edge_worker",
     "parse_timestamp",
 ]

@@ -21,9 +21,6 @@ class Reading:
     timestamp: datetime
     source: str = "prometheus"
 
-    def age(self, now: datetime) -> timedelta:
-        return now - self.timestamp
-
     def to_dict(self) -> dict[str, object]:
         return {
             "metric": self.metric,
@@ -52,3 +49,6 @@ class MetricSource(Protocol):
         ``timeout``, ``connection_error``, ``bad_response``.
         """
         ...
+
+    def close(self) -> None:
+        """Release connections (the end of a run)."""

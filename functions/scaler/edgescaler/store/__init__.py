@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from edgescaler.activity import Activity
 from edgescaler.errors import ConfigError
-from edgescaler.store.base import Activity, Store
+from edgescaler.store.base import Store
 
 if TYPE_CHECKING:
     from edgescaler.cloud.credentials import Credentials
@@ -20,6 +22,7 @@ def open_store(
     credentials: Credentials | None = None,
     oss_endpoint: str | None = None,
     oss_region: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Store:
     """Open the store named by ``EDGESCALER_STORE``.
 
@@ -28,8 +31,10 @@ def open_store(
     the internal endpoint of ``oss_region``), signed with ``credentials`` (required);
     ``s3://bucket/prefix`` (S3 protocol: MinIO, AWS S3) at ``s3_endpoint``
     (``EDGESCALER_S3_ENDPOINT``; None means AWS S3), using ``credentials`` (FC's per-invocation
-    STS credentials) when given; both object stores check the endpoint's create-only writes
-    first; ``memory://`` (tests, ``plan``). Backends are imported only when used.
+    STS credentials) when given, else the ones ``env`` holds (``AWS_*``,
+    ``ALIBABA_CLOUD_*``; the store reads no environment itself); both object stores check
+    the endpoint's create-only writes first; ``memory://`` (tests, ``plan``). Backends are
+    imported only when used.
     """
     if url.startswith("sqlite:///"):
         from edgescaler.store.sqlite import SQLiteStore
@@ -58,7 +63,7 @@ def open_store(
         bucket, _, prefix = url[len("s3://") :].partition("/")
         if not bucket or "?" in url or "#" in url:
             raise ConfigError(f"EDGESCALER_STORE: expected s3://bucket/prefix, got {url[:80]!r}")
-        return S3Store(bucket, prefix, endpoint_url=s3_endpoint, credentials=credentials)
+        return S3Store(bucket, prefix, endpoint_url=s3_endpoint, credentials=credentials, env=env)
     if url == "memory://":
         from edgescaler.store.memory import MemoryStore
 

@@ -20,102 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
+from edgescaler.activity import Activity
 from edgescaler.errors import ConflictError, StoreError
-from edgescaler.outside import message
 
 ACTIVITY_PREFIX = "activities/"
 EVENT_PREFIX = "events/"
-
-# Activity statuses. OPEN ones hold further scale-outs of the cluster (in flight).
-CLAIMED = "claimed"  # we own the scale-out; the POST has not been answered (yet)
-SUBMITTED = "submitted"  # ScaleOutCluster accepted; its task is running
-UNKNOWN = "unknown"  # the POST may or may not have gone through (timeout, 5xx)
-SUCCEEDED = "succeeded"
-FAILED = "failed"  # the task failed
-REJECTED = "rejected"  # the API refused the call (4xx); nothing was created
-TIMED_OUT = "timed_out"  # the task ran longer than the policy's provisioning timeout
-THROTTLED = "throttled"  # the API's rate limit refused the call; nothing was created
-OPEN = frozenset({CLAIMED, SUBMITTED, UNKNOWN})
-ENDED = frozenset({SUCCEEDED, FAILED, REJECTED, TIMED_OUT, THROTTLED})
-
-
-_TIMES = ("created_at", "updated_at", "ended_at", "retry_at")
-
-
-def _iso(t: datetime | None) -> str | None:
-    return t.astimezone(timezone.utc).isoformat() if t is not None else None
-
-
-def _parse(t: str | None) -> datetime | None:
-    return datetime.fromisoformat(t) if t else None
-
-
-@dataclass(frozen=True)
-class Activity:
-    """One scale-out attempt of one cluster. Never holds a secret."""
-
-    cluster_id: str
-    seq: int
-    policy: str
-    add: int
-    status: str
-    created_at: datetime
-    updated_at: datetime
-    ended_at: datetime | None = None
-    task_id: str | None = None
-    request_id: str | None = None
-    event_key: str | None = None
-    trigger: str | None = None
-    ens_region_id: str | None = None
-    instance_type: str | None = None
-    timeout_mins: int | None = None
-    error: str | None = None
-    # Throttled: no new scale-out of the cluster before this time (a short, jittered hold).
-    retry_at: datetime | None = None
-    decision: dict[str, Any] = field(default_factory=dict)
-    # Scale-out task ids the cluster already had when this activity was claimed: a task that is
-    # not among them (nor any other activity's) after an ambiguous POST is this activity's.
-    prior_tasks: tuple[str, ...] = ()
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN
-
-    @property
-    def key(self) -> str:
-        return activity_key(self.cluster_id, self.seq)
-
-    def with_status(self, status: str, now: datetime, **changes: Any) -> Activity:
-        """A copy with a new status; entering an ended status stamps ``ended_at``."""
-        ended = changes.pop("ended_at", None) or (now if status in ENDED else None)
-        return replace(self, status=status, updated_at=now, ended_at=ended, **changes)
-
-    def to_json(self) -> bytes:
-        data = asdict(self)
-        for k in _TIMES:
-            data[k] = _iso(data[k])
-        if data["error"]:  # outside text (API messages): redacted and short in the store too
-            data["error"] = message(data["error"])
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> Activity:
-        try:
-            data = json.loads(raw)
-            for k in _TIMES:
-                data[k] = _parse(data.get(k))
-            data["prior_tasks"] = tuple(data.get("prior_tasks") or ())
-            return cls(**data)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise StoreError(f"corrupt activity record: {exc}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = json.loads(self.to_json())
-        return out
 
 
 def activity_key(cluster_id: str, seq: int) -> str:
@@ -166,7 +79,12 @@ class Store(ABC):
 
     def get(self, cluster_id: str, seq: int) -> Activity | None:
         raw = self._get(activity_key(cluster_id, seq))
-        return Activity.from_json(raw) if raw is not None else None
+        if raw is None:
+            return None
+        try:
+            return Activity.from_json(raw)
+        except ValueError as exc:
+            raise StoreError(f"{self.describe()}: {cluster_id} #{seq}: {exc}") from None
 
     def log(self, cluster_id: str, *, limit: int | None = None) -> list[Activity]:
         """The cluster's activities in seq order; with ``limit``, only the newest ``limit``."""
@@ -206,12 +124,12 @@ class Store(ABC):
         """Create ``activity`` at its ``seq``; ConflictError if another writer got there first."""
         if activity.seq < 1:
             raise ValueError("seq starts at 1")
-        self._create(activity.key, activity.to_json())
+        self._create(activity_key(activity.cluster_id, activity.seq), activity.to_json())
         return activity
 
     def update(self, activity: Activity) -> Activity:
         """Rewrite an existing activity (status changes by its owner or a resolver)."""
-        self._put(activity.key, activity.to_json())
+        self._put(activity_key(activity.cluster_id, activity.seq), activity.to_json())
         return activity
 
     def clusters(self) -> list[str]:
@@ -236,7 +154,11 @@ class Store(ABC):
         """Record ``event_key`` create-only. True if this call recorded it, False if it was
         already there (a redelivery)."""
         body = json.dumps(
-            {"event_key": event_key, "claimed_at": _iso(now), **(detail or {})},
+            {
+                "event_key": event_key,
+                "claimed_at": now.astimezone(timezone.utc).isoformat(),
+                **(detail or {}),
+            },
             sort_keys=True,
         ).encode()
         try:
@@ -245,14 +167,17 @@ class Store(ABC):
             return False
         return True
 
+    def export(self) -> Iterator[tuple[str, bytes]]:
+        """Every key and its raw bytes, in key order: for backups, audits and the tests that
+        prove no secret is ever stored."""
+        for key in self._list(""):
+            raw = self._get(key)
+            if raw is not None:
+                yield key, raw
+
     def event(self, event_key: str) -> dict[str, Any] | None:
         raw = self._get(event_storage_key(event_key))
         if raw is None:
             return None
         data: dict[str, Any] = json.loads(raw)
         return data
-
-
-def window_start(now: datetime, *spans: timedelta) -> datetime:
-    """The oldest instant any guard needs to look back to."""
-    return now - max(spans, default=timedelta(0))

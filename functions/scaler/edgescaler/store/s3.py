@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import random
 import re
 import threading
@@ -116,15 +115,21 @@ def addressing_style(endpoint_url: str | None) -> str:
 def client_credentials(
     env: Mapping[str, str], explicit: Credentials | None = None
 ) -> Credentials | None:
-    """The credentials to hand to the client explicitly, or None for boto's default chain.
+    """The credentials to hand to the client explicitly, or None for boto's default chain
+    (profiles, instance roles).
 
-    ``explicit`` first; then, only when ``AWS_ACCESS_KEY_ID`` is unset, the ``ALIBABA_CLOUD_*``
-    variables (a ConfigError when only half of the key pair is set).
+    ``explicit`` first; then ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``
+    of ``env``; then its ``ALIBABA_CLOUD_*`` variables. A half-set key pair is a ConfigError.
     """
     if explicit is not None:
         return explicit
-    if env.get("AWS_ACCESS_KEY_ID", "").strip():
-        return None
+    aws_id = env.get("AWS_ACCESS_KEY_ID", "").strip()
+    aws_secret = env.get("AWS_SECRET_ACCESS_KEY", "").strip()
+    if aws_id or aws_secret:
+        if not (aws_id and aws_secret):
+            raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both or neither")
+        token = env.get("AWS_SESSION_TOKEN", "").strip()
+        return Credentials(aws_id, Secret(aws_secret), Secret(token) if token else None)
     return alibaba_from_env(env)
 
 
@@ -173,8 +178,9 @@ class S3Store(Store):
     """Objects ``<prefix>/<key>`` in ``bucket``; see the module docstring for the guarantees.
 
     ``client`` (a botocore/boto3 S3 client) replaces the one built from ``endpoint_url``,
-    ``region`` and the credentials; it is not closed by :meth:`close`. ``env`` (default
-    ``os.environ``) decides the Alibaba Cloud credential mapping and the default region.
+    ``region`` and the credentials; it is not closed by :meth:`close`. ``env`` is the
+    environment the caller read (the store reads none itself): it supplies the credentials when
+    ``credentials`` is None (see :func:`client_credentials`) and the default region.
     """
 
     def __init__(
@@ -191,18 +197,13 @@ class S3Store(Store):
     ) -> None:
         if not bucket or "/" in bucket:
             raise ConfigError(f"s3 store: invalid bucket name {bucket!r}")
-        if env is None:
-            env = os.environ
+        env = env if env is not None else {}
         self.bucket = bucket
         self.prefix = normalize_prefix(prefix)
         self._root = f"{self.prefix}/" if self.prefix else ""
         self._owns_client = client is None
         # Values to scrub from error text (botocore never prints them; this is a second fence).
-        self._secrets: tuple[Secret, ...] = tuple(
-            Secret(env[name])
-            for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-            if env.get(name)
-        )
+        self._secrets: tuple[Secret, ...] = ()
         self.endpoint_url: str | None = endpoint_url
         if client is None:
             client = self._make_client(endpoint_url, region, credentials, env)

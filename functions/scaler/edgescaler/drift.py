@@ -1,4 +1,5 @@
-"""``edgescaler reconcile``: compare the activity log with what the cloud says. Read-only.
+"""The drift report behind ``edgescaler reconcile``: the activity log against what the cloud
+says. Read-only: it changes neither the log nor the cloud.
 
 For every cluster a policy names, it reports drift of these kinds:
 
@@ -22,14 +23,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from edgescaler.activity import ENDED, OPEN, Activity, Status
+from edgescaler.cloud.model import Capacity, CloudAPI, Node, TaskInfo, TaskPhase, scale_out_tasks
 from edgescaler.errors import CloudError, CSApiError, StoreError
-from edgescaler.pipeline import SCALE_OUT_TASK_TYPES, CloudAPI
 from edgescaler.policy import Policy
-from edgescaler.store.base import ENDED, OPEN, SUBMITTED, SUCCEEDED, Activity, Store
+from edgescaler.store.base import Store
 
 # Log status -> the task phase that agrees with it.
-_AGREES = {SUBMITTED: "running", SUCCEEDED: "success"}
-_JOINING = frozenset({"initial", "starting", "pending"})
+_AGREES = {Status.SUBMITTED: TaskPhase.RUNNING, Status.SUCCEEDED: TaskPhase.SUCCESS}
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,10 @@ class ClusterView:
         }
 
 
-def reconcile(
+def report(
     policies: Sequence[Policy],
     store: Store,
     cloud_for: Callable[[str], CloudAPI],
-    count_workers: Callable[[Sequence[Any]], int],
     *,
     now: datetime,
     limit: int = 100,
@@ -83,14 +83,13 @@ def reconcile(
     seen: dict[str, Policy] = {}
     for p in policies:
         seen.setdefault(p.cluster_id, p)
-    return [_cluster(p, store, cloud_for, count_workers, now, limit) for p in seen.values()]
+    return [_cluster(p, store, cloud_for, now, limit) for p in seen.values()]
 
 
 def _cluster(
     policy: Policy,
     store: Store,
     cloud_for: Callable[[str], CloudAPI],
-    count_workers: Callable[[Sequence[Any]], int],
     now: datetime,
     limit: int,
 ) -> ClusterView:
@@ -104,7 +103,7 @@ def _cluster(
     view.activities = len(log)
     try:
         cloud = cloud_for(policy.region)
-        tasks = [t for t in cloud.list_tasks(cid) if t.task_type in SCALE_OUT_TASK_TYPES]
+        tasks = scale_out_tasks(cloud.list_tasks(cid))
         nodes = list(cloud.list_nodes(cid))
     except CloudError as exc:
         view.error = f"cloud: {exc}"
@@ -112,7 +111,7 @@ def _cluster(
     view.drift.extend(_activity_drift(log, cloud))
     view.drift.extend(_untracked(cid, log, tasks))
     view.drift.extend(_node_drift(cid, nodes, policy, now))
-    view.edge_workers = count_workers(nodes)
+    view.edge_workers = Capacity.of(nodes).count
     limits = policy.limits
     if view.edge_workers > limits.max_nodes:
         view.drift.append(
@@ -151,7 +150,7 @@ def _activity_drift(log: Sequence[Activity], cloud: CloudAPI) -> list[Drift]:
         except CloudError as exc:
             out.append(Drift(a.cluster_id, "unreadable_task", str(exc), a.seq, a.task_id))
             continue
-        want = _AGREES.get(a.status, "failed" if a.status in ENDED else None)
+        want = _AGREES.get(a.status, TaskPhase.FAILED if a.status in ENDED else None)
         if want is not None and task.phase != want:
             out.append(
                 Drift(
@@ -165,7 +164,7 @@ def _activity_drift(log: Sequence[Activity], cloud: CloudAPI) -> list[Drift]:
     return out
 
 
-def _untracked(cid: str, log: Sequence[Activity], tasks: Sequence[Any]) -> list[Drift]:
+def _untracked(cid: str, log: Sequence[Activity], tasks: Sequence[TaskInfo]) -> list[Drift]:
     ours = {a.task_id for a in log if a.task_id}
     return [
         Drift(
@@ -179,18 +178,16 @@ def _untracked(cid: str, log: Sequence[Activity], tasks: Sequence[Any]) -> list[
     ]
 
 
-def _node_drift(cid: str, nodes: Sequence[Any], policy: Policy, now: datetime) -> list[Drift]:
-    from edgescaler.cloud.cs import is_edge_worker
-
+def _node_drift(cid: str, nodes: Sequence[Node], policy: Policy, now: datetime) -> list[Drift]:
     deadline = timedelta(minutes=policy.scale_out.timeout_mins)
     out: list[Drift] = []
     for n in nodes:
-        if not is_edge_worker(n):
+        if not n.is_edge_worker:
             continue
         state = (n.state or "").lower()
         if state == "failed":
             out.append(Drift(cid, "failed_node", f"ENS worker {n.instance_id} is failed"))
-        elif state in _JOINING and n.creation_time and now - n.creation_time > deadline:
+        elif n.lifecycle == "joining" and n.creation_time and now - n.creation_time > deadline:
             age = int((now - n.creation_time).total_seconds() // 60)
             out.append(
                 Drift(

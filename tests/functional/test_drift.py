@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from edgescaler import policyfile, reconcile
+from edgescaler import drift, policyfile
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.cs import CSClient
 from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
-from edgescaler.handler import Runtime, count_workers, handle
+from edgescaler.handler import handle
+from edgescaler.runtime import Runtime
 from edgescaler.sensitive import Secret
 from edgescaler.settings import Settings
 from tests.support.clock import FakeClock
@@ -65,15 +66,14 @@ class Env:
     def run(self) -> dict:  # type: ignore[type-arg]
         return handle(b"{}", None, env=self.env, now=self.clock.dt)
 
-    def views(self) -> list[reconcile.ClusterView]:
+    def views(self) -> list[drift.ClusterView]:
         settings = Settings.from_env(self.env)
         runtime = Runtime(settings, self.env, None, self.clock.dt)
         try:
-            return reconcile.reconcile(
+            return drift.report(
                 policyfile.load([settings.policy_dir]),
                 runtime.open_store(),
                 runtime.cloud_for,
-                count_workers,
                 now=self.clock.dt(),
             )
         finally:
