@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig
+from edgescaler.store.sqlite import SQLiteStore
 from tests.support.events import EVENTS
 from tests.support.prometheus import PrometheusLauncher, PromServer, Series
 
@@ -106,11 +106,11 @@ class World:
     def store_rows(self) -> list[dict]:  # type: ignore[type-arg]
         if not self.store.exists():
             return []
-        with sqlite3.connect(self.store) as db:
-            rows = db.execute(
-                "SELECT key, value FROM kv WHERE key LIKE 'activities/%' ORDER BY key"
-            )
-            return [json.loads(v) for _, v in rows]
+        store = SQLiteStore(self.store)
+        try:
+            return [json.loads(v) for k, v in store.export() if k.startswith("activities/")]
+        finally:
+            store.close()
 
 
 def make_world(

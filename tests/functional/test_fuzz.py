@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import sqlite3
 import sys
 import urllib.parse
 from collections.abc import Iterator
@@ -61,15 +60,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             yield w
         finally:
             logging.getLogger().removeHandler(collect)
-        stored = _store_text(w)
-        _assert_clean("\n".join(collect.lines) + stored)
-
-
-def _store_text(w: World) -> str:
-    if not w.store_path.exists():
-        return ""
-    rows = sqlite3.connect(w.store_path).execute("SELECT key, value FROM kv").fetchall()
-    return "\n".join(f"{k} {bytes(v).decode()}" for k, v in rows)
+        _assert_clean("\n".join(collect.lines) + w.stored_text())
 
 
 def _assert_clean(text: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -45,8 +44,7 @@ def test_an_api_echoing_the_request_leaks_nothing_anywhere(
         assert out["outcome"] == "error" and "HTTP 400" in out["reason"], out
         assert "the gateway could not forward" in out["reason"]  # the echo is quoted...
         assert "***" in out["reason"]  # ...with the password masked
-        rows = sqlite3.connect(w.store_path).execute("SELECT key, value FROM kv").fetchall()
-    stored = "\n".join(f"{k} {bytes(v).decode()}" for k, v in rows)
+        stored = w.stored_text()
     assert "rejected" in stored
     for text in (str(report), caplog.text, stored):
         assert_no_piece(text, PASSWORD, KEY_SECRET)

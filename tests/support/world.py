@@ -188,6 +188,16 @@ class World:
         finally:
             store.close()
 
+    def stored_text(self) -> str:
+        """Every key and value in the store, as text (what an audit of the store would see)."""
+        if self.open_store is None and not self.store_path.exists():
+            return ""
+        store = self.store()
+        try:
+            return "\n".join(f"{k} {v.decode('utf-8', 'replace')}" for k, v in store.export())
+        finally:
+            store.close()
+
     def posts(self, cluster: str | None = None) -> list[dict[str, Any]]:
         """ScaleOutCluster calls the emulator performed (whatever it answered)."""
         calls = self.emulator.scale_out_calls()

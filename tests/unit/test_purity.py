@@ -12,7 +12,7 @@ import pytest
 import edgescaler
 
 PACKAGE = Path(edgescaler.__file__).resolve().parent
-CORE = ["policy", "decision", "guard", "triggers"]
+CORE = ["policy", "decision", "guard", "triggers", "activity", "cloud.model", "safejson"]
 FORBIDDEN = {"httpx", "yaml", "os", "time", "requests", "boto3", "sqlite3", "socket", "subprocess"}
 
 

@@ -160,7 +160,9 @@ def _parse(t: str | None) -> datetime | None:
 
 def after_post(claim: Activity, result: ScaleOutResult, now: datetime) -> Activity:
     """claimed → submitted: ScaleOutCluster accepted, its task is running."""
-    return claim.with_status(Status.SUBMITTED, now, task_id=result.task_id, request_id=result.request_id)
+    return claim.with_status(
+        Status.SUBMITTED, now, task_id=result.task_id, request_id=result.request_id
+    )
 
 
 def post_failed(
@@ -180,7 +182,9 @@ def post_throttled(
     claim: Activity, now: datetime, *, error: str, request_id: str | None, retry_at: datetime
 ) -> Activity:
     """claimed → throttled: the rate limit refused the call; hold until ``retry_at``."""
-    return claim.with_status(Status.THROTTLED, now, error=error, request_id=request_id, retry_at=retry_at)
+    return claim.with_status(
+        Status.THROTTLED, now, error=error, request_id=request_id, retry_at=retry_at
+    )
 
 
 def needs_resolution(act: Activity, now: datetime) -> bool:

@@ -29,7 +29,6 @@ from pydantic import (
 )
 
 WORKER_PERIODS = (1, 2, 3, 6, 12, 24, 36, 48, 60)
-CHARGE_TYPES = ("BandwidthByDay", "95BandwidthByMonth")
 MAX_COUNT_PER_CALL = 500  # the CS API's per-call ceiling
 MAX_COOLDOWN = timedelta(hours=12)  # the guard reads a day of history; keep well inside it
 
