@@ -21,38 +21,28 @@ from edgescaler.handler import handle
 from edgescaler.runtime import Runtime
 from edgescaler.sensitive import Secret
 from edgescaler.settings import Settings
+from tests.support import builders
 from tests.support.clock import FakeClock
 
 CLUSTER = "c0reconcile000000000000000000001"
 START = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc).timestamp()
-POLICY = f"""\
-name: recon
-cluster_id: {CLUSTER}
-region: cn-hangzhou
-scale_out:
-  worker_instance_type: ens.sn1.tiny
-  ens_region_id: cn-hangzhou-telecom
-  worker_image_id: m-RECON
-  ens_internet_charge_type: BandwidthByDay
-  worker_period: 1
-  login_password: {{from_env: RECON_PW}}
-  worker_system_disk_size: 20
-  is_edge_worker: true
-  timeout_mins: 30
-limits: {{min_nodes: 1, max_nodes: 10, max_step: 5}}
-cooldown: 1m
-metrics:
-  load: {{query: edge_load, max_age: 10m}}
-rules:
-  - {{type: target_tracking, metric: load, target_per_node: 1}}
-"""
 
 
 class Env:
     def __init__(self, tmp: Path, emu: Emulator, clock: FakeClock) -> None:
         self.emu, self.clock = emu, clock
         (tmp / "policies").mkdir()
-        (tmp / "policies" / "recon.yaml").write_text(POLICY)
+        builders.write_policy(
+            tmp / "policies",
+            name="recon",
+            cluster_id=CLUSTER,
+            password_env="RECON_PW",
+            scale_out={"worker_image_id": "m-RECON", "timeout_mins": 30},
+            limits={"min_nodes": 1, "max_nodes": 10, "max_step": 5},
+            cooldown="1m",
+            metrics={"load": {"query": "edge_load", "max_age": "10m"}},
+            rules=[{"type": "target_tracking", "metric": "load", "target_per_node": 1}],
+        )
         self.env = {
             "EDGESCALER_POLICY_DIR": str(tmp / "policies"),
             "EDGESCALER_STORE": f"sqlite:///{tmp / 'store.db'}",

@@ -21,6 +21,7 @@ import pytest
 
 from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig
 from edgescaler.store.sqlite import SQLiteStore
+from tests.support import builders
 from tests.support.events import EVENTS
 from tests.support.prometheus import PrometheusLauncher, PromServer, Series
 
@@ -29,33 +30,6 @@ pytestmark = pytest.mark.prometheus
 CLUSTER = "c0e2e0000000000000000000000000001"
 PASSWORD = "E2e-Test-Passw0rd"  # the secret every test greps the output for
 KEY_SECRET = "e2e-access-key-secret-0001"
-POLICY = """\
-name: e2e-edge
-cluster_id: {cluster}
-region: cn-hangzhou
-scale_out:
-  worker_instance_type: ens.sn1.small
-  ens_region_id: cn-hangzhou-telecom
-  worker_image_id: m-E2EIMAGE
-  ens_internet_charge_type: BandwidthByDay
-  worker_period: 1
-  login_password: {{from_env: E2E_ENS_PASSWORD}}
-  worker_system_disk_size: 40
-  is_edge_worker: true
-  worker_data_disk_size: 20
-  worker_auto_renew: true
-  worker_auto_renew_period: 2
-  timeout_mins: 45
-limits: {{min_nodes: 1, max_nodes: 20, max_step: 5}}
-cooldown: 10m
-metrics:
-  busy_cores:
-    query: {query}
-    max_age: 1m
-    freshness_query: 'max(timestamp(edge_busy_cores))'
-rules:
-  - {{type: target_tracking, metric: busy_cores, target_per_node: 1.5}}
-"""
 
 
 def series(name: str, value: float, *, last_age: float = 5.0) -> Series:
@@ -124,7 +98,30 @@ def make_world(
     )
     policies = tmp_path / "policies"
     policies.mkdir()
-    (policies / "e2e-edge.yaml").write_text(POLICY.format(cluster=CLUSTER, query=json.dumps(query)))
+    builders.write_policy(
+        policies,
+        name="e2e-edge",
+        cluster_id=CLUSTER,
+        password_env="E2E_ENS_PASSWORD",
+        scale_out={
+            "worker_instance_type": "ens.sn1.small",
+            "worker_image_id": "m-E2EIMAGE",
+            "worker_system_disk_size": 40,
+            "worker_data_disk_size": 20,
+            "worker_auto_renew": True,
+            "worker_auto_renew_period": 2,
+            "timeout_mins": 45,
+        },
+        limits={"min_nodes": 1, "max_nodes": 20, "max_step": 5},
+        metrics={
+            "busy_cores": {
+                "query": query,
+                "max_age": "1m",
+                "freshness_query": "max(timestamp(edge_busy_cores))",
+            }
+        },
+        rules=[{"type": "target_tracking", "metric": "busy_cores", "target_per_node": 1.5}],
+    )
     store = tmp_path / "state" / "edgescaler.db"
     with Emulator(config).start() as emu:
         env = {
@@ -271,13 +268,14 @@ def test_bad_event_is_a_one_line_error_and_no_scale_out(
 
 def test_invalid_policy_is_a_one_line_error_and_no_scale_out(world: World) -> None:
     policy = world.policies / "e2e-edge.yaml"
-    policy.write_text(
-        policy.read_text().replace("worker_system_disk_size: 40", "worker_system_disk_size: 45")
-    )
+    text = policy.read_text().replace("worker_system_disk_size: 40", "worker_system_disk_size: 45")
+    policy.write_text(text)
+    line = 1 + next(i for i, ln in enumerate(text.splitlines()) if "worker_system_disk" in ln)
     proc = world.run("run", "--event", str(EVENTS / "timer.json"))
     assert proc.returncode == 2
     assert (
-        f"{policy}:11: scale_out.worker_system_disk_size: must be a multiple of 10" in proc.stdout
+        f"{policy}:{line}: scale_out.worker_system_disk_size: must be a multiple of 10"
+        in proc.stdout
     )
     assert world.emulator.scale_out_calls() == []
 

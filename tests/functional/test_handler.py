@@ -13,6 +13,7 @@ import pytest
 
 from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
 from edgescaler.handler import handle, handle_http
+from tests.support import builders
 from tests.support.events import load_event
 
 CLUSTER = "c0handler000000000000000000000001"
@@ -20,25 +21,6 @@ STS_TOKEN = "CAIS-handler-sts-token-0001"
 KEY_SECRET = "handler-key-secret-0001"
 PASSWORD = "Handler-Passw0rd"
 TOKEN = "callback-token-0123456789"
-POLICY = f"""\
-name: fc-edge
-cluster_id: {CLUSTER}
-region: cn-hangzhou
-scale_out:
-  worker_instance_type: ens.sn1.tiny
-  ens_region_id: cn-hangzhou-telecom
-  worker_image_id: m-FC
-  ens_internet_charge_type: BandwidthByDay
-  worker_period: 1
-  login_password: {{from_env: FC_ENS_PW}}
-  worker_system_disk_size: 20
-  is_edge_worker: true
-limits: {{max_nodes: 10, max_step: 5}}
-metrics:
-  load: {{query: edge_load}}
-rules:
-  - {{type: target_tracking, metric: load, target_per_node: 1}}
-"""
 
 
 @dataclass
@@ -63,8 +45,15 @@ def fc(tmp_path: Path) -> Iterator[tuple[Emulator, dict[str, str]]]:
         clusters={CLUSTER: ClusterSpec(edge_workers=1)},
         scenario=[ScenarioStep(0.0, {"edge_load": 3.0})],
     )
-    (tmp_path / "policies").mkdir()
-    (tmp_path / "policies" / "fc-edge.yaml").write_text(POLICY)
+    builders.write_policy(
+        tmp_path / "policies",
+        name="fc-edge",
+        cluster_id=CLUSTER,
+        password_env="FC_ENS_PW",
+        limits={"max_nodes": 10, "max_step": 5},
+        metrics={"load": {"query": "edge_load"}},
+        rules=[{"type": "target_tracking", "metric": "load", "target_per_node": 1}],
+    )
     with Emulator(config).start() as emu:
         env = {
             "EDGESCALER_POLICY_DIR": str(tmp_path / "policies"),

@@ -1,10 +1,14 @@
-"""Small builders shared by tests: a valid policy document and readings, without files."""
+"""The one policy builder every test uses: a valid policy document, as data, a Policy, or a
+file; plus readings. Tests say only what differs from the base document."""
 
 from __future__ import annotations
 
 import copy
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from edgescaler.metrics.base import Reading
 from edgescaler.policy import Policy
@@ -32,11 +36,39 @@ BASE: dict[str, Any] = {
 }
 
 
-def policy(**overrides: Any) -> Policy:
-    """A valid policy with top-level keys replaced by ``overrides``."""
+def document(
+    *, scale_out: dict[str, Any] | None = None, password_env: str | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """The base document with top-level keys replaced by ``overrides`` (a None value removes
+    the key), ``scale_out`` keys merged into the base's, and the password variable named."""
     doc = copy.deepcopy(BASE)
-    doc.update(overrides)
-    return Policy.model_validate(doc)
+    doc["scale_out"].update(scale_out or {})
+    if password_env is not None:
+        doc["scale_out"]["login_password"] = {"from_env": password_env}
+    for key, value in overrides.items():
+        if value is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    return doc
+
+
+def policy(**overrides: Any) -> Policy:
+    """A valid policy (see :func:`document` for the overrides)."""
+    return Policy.model_validate(document(**overrides))
+
+
+def policy_yaml(**overrides: Any) -> str:
+    return yaml.safe_dump(document(**overrides), sort_keys=False)
+
+
+def write_policy(folder: Path, **overrides: Any) -> Path:
+    """``folder/<name>.yaml`` holding the document; the folder is created if needed."""
+    doc = document(**overrides)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{doc['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
 
 
 def readings(now: datetime = NOW, **values: float) -> dict[str, Reading]:

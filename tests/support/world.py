@@ -36,6 +36,7 @@ from edgescaler.guard import ADDED_NOTHING
 from edgescaler.sensitive import Secret
 from edgescaler.store.base import Store
 from edgescaler.store.sqlite import SQLiteStore
+from tests.support import builders
 from tests.support.clock import FakeClock as _FakeClock
 
 T0 = 1_795_000_000.0  # 2026-11-18T09:46:40Z; whole seconds, as the emulator's dates are
@@ -45,28 +46,6 @@ PASSWORD = "W0rld-Test-Passw0rd"  # the ENS password; must never appear either
 PASSWORD_ENV = "WORLD_ENS_PASSWORD"
 LOAD = "edge_load"
 REGION = "cn-hangzhou"
-
-POLICY = """\
-name: {name}
-cluster_id: {cluster}
-region: {region}
-scale_out:
-  worker_instance_type: ens.sn1.small
-  ens_region_id: cn-hangzhou-telecom
-  worker_image_id: m-WORLDIMAGE
-  ens_internet_charge_type: BandwidthByDay
-  worker_period: 1
-  login_password: {{from_env: {password_env}}}
-  worker_system_disk_size: 40
-  is_edge_worker: true
-  timeout_mins: {timeout_mins}
-limits: {{min_nodes: 1, max_nodes: {max_nodes}, max_step: {max_step}}}
-cooldown: {cooldown}
-{budget}{prometheus}metrics:
-  load: {{query: {query}}}
-rules:
-  - {{type: target_tracking, metric: load, target_per_node: 2}}
-"""
 
 
 class FakeClock(_FakeClock):
@@ -96,22 +75,29 @@ def policy_yaml(
     prometheus_url: str | None = None,
     prometheus_timeout: str | float | None = None,
 ) -> str:
-    prometheus = ""
+    """A world policy: +3 nodes at the scripted load (target 2 per node)."""
+    prometheus: dict[str, Any] | None = None
     if prometheus_url is not None:
-        timeout = f", timeout: {prometheus_timeout}" if prometheus_timeout is not None else ""
-        prometheus = f"prometheus: {{url: {json.dumps(prometheus_url)}{timeout}}}\n"
-    return POLICY.format(
+        prometheus = {"url": prometheus_url}
+        if prometheus_timeout is not None:
+            prometheus["timeout"] = prometheus_timeout
+    return builders.policy_yaml(
         name=name,
-        cluster=cluster,
+        cluster_id=cluster,
         region=REGION,
         password_env=password_env,
-        timeout_mins=timeout_mins,
-        max_step=max_step,
-        max_nodes=max_nodes,
+        scale_out={
+            "worker_instance_type": "ens.sn1.small",
+            "worker_image_id": "m-WORLDIMAGE",
+            "worker_system_disk_size": 40,
+            "timeout_mins": timeout_mins,
+        },
+        limits={"min_nodes": 1, "max_nodes": max_nodes, "max_step": max_step},
         cooldown=cooldown,
-        budget=f"budget: {json.dumps(dict(budget))}\n" if budget else "",
+        budget=dict(budget) if budget else None,
         prometheus=prometheus,
-        query=json.dumps(query),
+        metrics={"load": {"query": query}},
+        rules=[{"type": "target_tracking", "metric": "load", "target_per_node": 2}],
     )
 
 
