@@ -34,7 +34,7 @@ import pytest
 from edgescaler.activity import Activity, Status
 from edgescaler.actuator import Context, ScaleOutActuator
 from edgescaler.decision import decide
-from edgescaler.sensitive import Secret
+from edgescaler.passwords import Passwords
 from edgescaler.store.memory import MemoryStore
 from tests.support import builders
 from tests.support.world import KEY_SECRET, PASSWORD, World, build_world, race_worker
@@ -412,7 +412,9 @@ def test_a_claim_on_a_stale_empty_snapshot_loses_to_the_run_that_appended() -> N
     )
     store.append(winner)
     cloud = _RecordingCloud()
-    actuator = ScaleOutActuator(store, lambda region: cloud, lambda p: Secret("Stale-Snapsh0t"))
+    actuator = ScaleOutActuator(
+        store, lambda region: cloud, Passwords({"ENS_LOGIN_PASSWORD": "Stale-Snapsh0t"})
+    )
     decision = decide(policy, 2, builders.readings(load=10))
     assert decision.add == 3
     ctx = Context(now=builders.NOW, trigger="manual", event_key=None, lookback=builders.NOW)

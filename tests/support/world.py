@@ -74,8 +74,10 @@ def policy_yaml(
     query: str = LOAD,
     prometheus_url: str | None = None,
     prometheus_timeout: str | float | None = None,
+    kms_secret: str | None = None,
 ) -> str:
-    """A world policy: +3 nodes at the scripted load (target 2 per node)."""
+    """A world policy: +3 nodes at the scripted load (target 2 per node). The password comes
+    from ``password_env``, or from KMS when ``kms_secret`` is given."""
     prometheus: dict[str, Any] | None = None
     if prometheus_url is not None:
         prometheus = {"url": prometheus_url}
@@ -85,12 +87,13 @@ def policy_yaml(
         name=name,
         cluster_id=cluster,
         region=REGION,
-        password_env=password_env,
+        password_env=None if kms_secret else password_env,
         scale_out={
             "worker_instance_type": "ens.sn1.small",
             "worker_image_id": "m-WORLDIMAGE",
             "worker_system_disk_size": 40,
             "timeout_mins": timeout_mins,
+            **({"login_password": {"kms_secret": kms_secret}} if kms_secret else {}),
         },
         limits={"min_nodes": 1, "max_nodes": max_nodes, "max_step": max_step},
         cooldown=cooldown,

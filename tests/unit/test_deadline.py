@@ -14,9 +14,9 @@ from edgescaler.activity import Activity, Status
 from edgescaler.actuator import Context, DryRunActuator, ScaleOutActuator
 from edgescaler.deadline import Deadline, DeadlineExceeded, budget
 from edgescaler.decision import decide
+from edgescaler.passwords import Passwords
 from edgescaler.pipeline import Deps, run
 from edgescaler.report import OutcomeCode
-from edgescaler.sensitive import Secret
 from edgescaler.store.memory import MemoryStore
 from edgescaler.triggers import RunRequest
 from tests.support import builders
@@ -94,7 +94,7 @@ def test_no_scale_out_starts_unless_it_can_finish_before_the_deadline() -> None:
     actuator = ScaleOutActuator(
         store,
         lambda region: cloud,
-        lambda p: Secret("Dead-L1ne-pw"),
+        Passwords({"ENS_LOGIN_PASSWORD": "Dead-L1ne-pw"}),
         deadline=deadline,
         scale_out_seconds=20,
     )

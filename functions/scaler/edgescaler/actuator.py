@@ -47,11 +47,21 @@ from edgescaler.store.base import Store
 log = logging.getLogger("edgescaler.actuator")
 
 
+def _password_refused(ended: Activity) -> bool:
+    """A refused call (nothing created) whose error names the login password."""
+    return ended.status == Status.REJECTED and "password" in (ended.error or "").lower()
+
+
 class ScaleOutAPI(Protocol):
     def scale_out(self, cluster_id: str, body: Mapping[str, Any]) -> ScaleOutResult: ...
 
 
-PasswordFor = Callable[[Policy], Secret]
+class Passwords(Protocol):
+    """Where login passwords come from (:class:`edgescaler.passwords.Passwords`)."""
+
+    def get(self, policy: Policy) -> Secret: ...
+
+    def forget(self, policy: Policy) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -101,16 +111,18 @@ class DryRunActuator:
 class ScaleOutActuator:
     """Claim, call ScaleOutCluster once, record.
 
-    ``password_for(policy)`` resolves the ENS login password (environment or KMS); it is called
+    ``passwords.get(policy)`` resolves the ENS login password (environment or KMS); it is called
     only when a scale-out is about to be claimed, and a failure (SecretError) ends the attempt
-    before the claim, so a missing password never holds the cluster.
+    before the claim, so a missing password never holds the cluster. When the API refuses the
+    password (a 4xx naming it: nothing was created), a cached KMS value is forgotten and fetched
+    once more; if it changed (a rotated secret), the scale-out is claimed and sent once more.
     """
 
     def __init__(
         self,
         store: Store,
         cloud_for: Callable[[str], ScaleOutAPI],
-        password_for: PasswordFor,
+        passwords: Passwords,
         *,
         deadline: Deadline | None = None,
         scale_out_seconds: float = 20.0,
@@ -118,7 +130,7 @@ class ScaleOutActuator:
     ) -> None:
         self._store = store
         self._cloud_for = cloud_for
-        self._password_for = password_for
+        self._passwords = passwords
         self._deadline = deadline
         self._scale_out_seconds = scale_out_seconds
         self._jitter = jitter
@@ -129,21 +141,50 @@ class ScaleOutActuator:
     def execute(
         self, policy: Policy, decision: Decision, activities: Sequence[Activity], ctx: Context
     ) -> Outcome:
+        try:  # resolve the password before claiming: a missing one must not block the cluster
+            password = self._passwords.get(policy)
+        except SecretError as exc:
+            return self._outcome(policy, decision, OutcomeCode.ERROR, str(exc))
+        out, ended = self._claim_and_send(policy, decision, activities, ctx, password)
+        if ended is None or not _password_refused(ended) or not self._passwords.forget(policy):
+            return out
+        try:
+            fresh = self._passwords.get(policy)
+        except SecretError as exc:
+            return self._outcome(policy, decision, OutcomeCode.ERROR, str(exc))
+        if fresh == password:  # the same value again: nothing to retry with
+            return out
+        log.warning("%s: login password refused; retrying once with the refetched one", policy.name)
+        # The refused call created nothing (a 4xx): one more claim, after it, is exactly-once safe.
+        retried, _ = self._claim_and_send(policy, decision, [*activities, ended], ctx, fresh)
+        return retried
+
+    def _outcome(
+        self, policy: Policy, decision: Decision, code: OutcomeCode, reason: str, **kw: Any
+    ) -> Outcome:
+        return Outcome(policy.name, policy.cluster_id, code, reason, decision=decision, **kw)
+
+    def _claim_and_send(
+        self,
+        policy: Policy,
+        decision: Decision,
+        activities: Sequence[Activity],
+        ctx: Context,
+        password: Secret,
+    ) -> tuple[Outcome, Activity | None]:
+        """Claim ``last + 1`` of ``activities``, POST once, record. The outcome, and the ended
+        activity when the POST was answered with a failure (None otherwise)."""
         name, cluster = policy.name, policy.cluster_id
 
         def outcome(code: OutcomeCode, reason: str, **kw: Any) -> Outcome:
-            return Outcome(name, cluster, code, reason, decision=decision, **kw)
+            return self._outcome(policy, decision, code, reason, **kw)
 
-        try:  # resolve the password before claiming: a missing one must not block the cluster
-            password = self._password_for(policy)
-        except SecretError as exc:
-            return outcome(OutcomeCode.ERROR, str(exc))
         if self._deadline is not None and not self._deadline.allows(self._scale_out_seconds):
             return outcome(
                 OutcomeCode.DEADLINE,
                 f"not starting a scale-out of +{decision.add}: {self._deadline.remaining():.0f}s "
                 f"of the run left, a scale-out needs up to {self._scale_out_seconds:g}s",
-            )
+            ), None
 
         # The claim goes right after the snapshot the guard and the decision were made on, never
         # after a fresh read: anything appended since then must make this create-only write fail.
@@ -167,16 +208,16 @@ class ScaleOutActuator:
         try:
             self._store.append(claim)
         except ConflictError:
-            return self._lost_claim(policy, seq, ctx, decision)
+            return self._lost_claim(policy, seq, ctx, decision), None
         except StoreError as exc:
-            return outcome(OutcomeCode.ERROR, f"store unavailable, not scaling: {exc}")
+            return outcome(OutcomeCode.ERROR, f"store unavailable, not scaling: {exc}"), None
 
         body = policy.scale_out.body(decision.add, password.reveal())
         try:
             result = self._cloud_for(policy.region).scale_out(cluster, body)
         except CSApiError as exc:
             if exc.throttled:
-                return self._throttled(claim, activities, exc, ctx, outcome)
+                return self._throttled(claim, activities, exc, ctx, outcome), None
             ended = lifecycle.post_failed(
                 claim,
                 ctx.now,
@@ -184,12 +225,12 @@ class ScaleOutActuator:
                 request_id=exc.request_id,
                 may_have_acted=exc.status >= 500,
             )
-            return self._finish_failed(ended, outcome)
+            return self._finish_failed(ended, outcome), ended
         except CSTransportError as exc:
             ended = lifecycle.post_failed(
                 claim, ctx.now, error=str(exc), request_id=None, may_have_acted=exc.may_have_acted
             )
-            return self._finish_failed(ended, outcome)
+            return self._finish_failed(ended, outcome), ended
         finally:
             del body  # drop the only structure holding the clear password
 
@@ -209,7 +250,7 @@ class ScaleOutActuator:
             task_id=result.task_id,
             request_id=result.request_id,
             activity_seq=seq,
-        )
+        ), None
 
     def _throttled(
         self,

@@ -1,17 +1,31 @@
-"""Resolving the ENS login password reference of a policy, and checking it like the API does.
+"""Where the ENS login password comes from, and checking it like the API does.
 
-The password is resolved only when a scale-out is about to be sent, held as a :class:`Secret`, and
-never echoed: error messages name the reference (the variable), never the value.
+A policy names its password by reference: ``{from_env: VARIABLE}`` or ``{kms_secret: NAME}``
+(KMS Secrets Manager, ``GetSecretValue``). The password is resolved only when a scale-out is about
+to be sent, held as a :class:`Secret`, and never echoed: error messages name the reference (the
+variable or the secret), never the value.
+
+KMS values are cached per process for :data:`KMS_TTL` (a warm FC instance does not call KMS on
+every run), fetched with the current run's credentials. When ENS/CS rejects a password,
+:meth:`Passwords.forget` drops the cached value so that the caller can fetch it once more — a
+rotated secret is then picked up at once.
 """
 
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from edgescaler.errors import SecretError
-from edgescaler.policy import PasswordRef
+from edgescaler.policy import PasswordRef, Policy
 from edgescaler.sensitive import Secret
+
+if TYPE_CHECKING:
+    from edgescaler.cloud.kms import KMSClient, SecretCache
+
+KMS_TTL = 300.0
+_kms_cache: SecretCache | None = None
 
 _SPECIAL = frozenset("()`~!@#$%^&*-_+=|{}[]:;'<>,.?/")
 
@@ -43,9 +57,59 @@ def resolve(ref: PasswordRef, env: Mapping[str, str], *, where: str) -> Secret:
         raise SecretError(
             f"{where}: scale_out.login_password: environment variable {ref.from_env} is not set"
         )
-    problem = complexity_problem(value)
+    return _checked(Secret(value), ref.from_env, where)
+
+
+def _checked(value: Secret, what: str, where: str) -> Secret:
+    problem = complexity_problem(value.reveal())
     if problem:
-        raise SecretError(
-            f"{where}: scale_out.login_password: the value of {ref.from_env} {problem}"
-        )
-    return Secret(value)
+        raise SecretError(f"{where}: scale_out.login_password: the value of {what} {problem}")
+    return value
+
+
+def kms_cache() -> SecretCache:
+    """The process-wide cache of KMS secret values (built on first use)."""
+    global _kms_cache
+    if _kms_cache is None:
+        from edgescaler.cloud.kms import SecretCache
+
+        _kms_cache = SecretCache(ttl=KMS_TTL)
+    return _kms_cache
+
+
+class Passwords:
+    """Resolves a policy's ``login_password`` reference (see the module docstring).
+
+    ``kms_for(region)`` gives the run's KMS client for a policy's region (built by the runtime
+    with the run's credentials and deadline); it is only called for ``kms_secret`` references.
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        kms_for: Callable[[str], KMSClient] | None = None,
+        cache: SecretCache | None = None,
+    ) -> None:
+        self._env = env
+        self._kms_for = kms_for
+        self._cache = cache
+
+    def get(self, policy: Policy) -> Secret:
+        ref = policy.scale_out.login_password
+        if ref.kms_secret is None:
+            return resolve(ref, self._env, where=policy.name)
+        if self._kms_for is None:
+            raise SecretError(f"{policy.name}: scale_out.login_password: KMS is not available")
+        name = ref.kms_secret
+        kms = self._kms_for(policy.region)
+        cache = self._cache or kms_cache()
+        value = cache.get(f"{policy.region}/{name}", lambda _key: kms.get_secret_value(name).value)
+        return _checked(value, f"KMS secret {name}", policy.name)
+
+    def forget(self, policy: Policy) -> bool:
+        """Drop a cached value after ENS/CS rejected it; True if there was one to refetch."""
+        ref = policy.scale_out.login_password
+        if ref.kms_secret is None:
+            return False
+        (self._cache or kms_cache()).invalidate(f"{policy.region}/{ref.kms_secret}")
+        return True

@@ -85,17 +85,25 @@ class _Model(BaseModel):
 
 
 class PasswordRef(_Model):
-    """Where the ENS login password comes from. Never the password itself."""
+    """Where the ENS login password comes from. Never the password itself.
+
+    ``from_env``: an environment variable of the function; ``kms_secret``: a KMS Secrets Manager
+    secret (name or ARN), read with the function's role. Exactly one.
+    """
 
     from_env: StrictStr | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    kms_secret: StrictStr | None = None
+    kms_secret: StrictStr | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_/+=.@:-]{1,256}$", max_length=256
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PasswordRef:
-        if self.kms_secret is not None:
-            raise FieldError(("kms_secret",), "not supported yet; use from_env")
-        if self.from_env is None:
-            raise ValueError("give the password by reference: {from_env: VARIABLE_NAME}")
+        if self.from_env is not None and self.kms_secret is not None:
+            raise ValueError("give one of from_env or kms_secret, not both")
+        if self.from_env is None and self.kms_secret is None:
+            raise ValueError(
+                "give the password by reference: {from_env: VARIABLE} or {kms_secret: NAME}"
+            )
         return self
 
 
@@ -111,7 +119,9 @@ def _disk_size(v: int, low: int, high: int, range_message: str) -> int:
 def _reject_inline_password(value: Any) -> Any:
     if isinstance(value, str):
         # Deliberately not echoing the value: it may be a real password.
-        raise ValueError("an inline password is not allowed; use {from_env: VARIABLE_NAME}")
+        raise ValueError(
+            "an inline password is not allowed; use {from_env: VARIABLE} or {kms_secret: NAME}"
+        )
     return value
 
 

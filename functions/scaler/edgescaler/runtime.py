@@ -15,15 +15,14 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from edgescaler import passwords
 from edgescaler.actuator import Actuator, DryRunActuator, ScaleOutActuator
 from edgescaler.cloud import credentials as creds_mod
 from edgescaler.cloud.model import CloudAPI
 from edgescaler.deadline import Deadline
 from edgescaler.errors import ConfigError
 from edgescaler.metrics.base import MetricSource
+from edgescaler.passwords import Passwords
 from edgescaler.policy import Policy
-from edgescaler.sensitive import Secret
 from edgescaler.settings import Settings
 from edgescaler.store import Store, open_store
 
@@ -51,7 +50,9 @@ class Runtime:
         self._lock = threading.Lock()
         self._clients: dict[str, CloudAPI] = {}
         self._sources: dict[tuple[str, float], MetricSource] = {}
+        self._kms: dict[str, Any] = {}
         self.store: Store | None = None
+        self.passwords = Passwords(env, kms_for=self.kms_for)
 
     def credentials(self) -> creds_mod.Credentials:
         """FC's ``context.credentials`` first, then ``ALIBABA_CLOUD_*`` (a ConfigError names the
@@ -115,9 +116,17 @@ class Runtime:
                 self._sources[(url, timeout)] = source
         return source
 
-    def password_for(self, policy: Policy) -> Secret:
-        """The ENS login password ``policy`` refers to (SecretError when it cannot be had)."""
-        return passwords.resolve(policy.scale_out.login_password, self._env, where=policy.name)
+    def kms_for(self, region: str) -> Any:
+        """The run's KMS client for ``region`` (only built when a policy names a KMS secret)."""
+        with self._lock:
+            client = self._kms.get(region)
+            if client is None:
+                from edgescaler.cloud.kms import KMSClient
+
+                credentials = self.credentials()
+                client = KMSClient(region, lambda: credentials, endpoint=self.settings.kms_endpoint)
+                self._kms[region] = client
+        return client
 
     def actuator(self, dry_run: bool) -> Actuator:
         if dry_run:
@@ -125,15 +134,20 @@ class Runtime:
         return ScaleOutActuator(
             self.open_store(),
             self.cloud_for,
-            self.password_for,
+            self.passwords,
             deadline=self.deadline,
             scale_out_seconds=self.settings.scale_out_seconds,
         )
 
     def close(self) -> None:
-        closers: list[CloudAPI | MetricSource] = [*self._clients.values(), *self._sources.values()]
+        closers: list[Any] = [
+            *self._clients.values(),
+            *self._sources.values(),
+            *self._kms.values(),
+        ]
         self._clients.clear()
         self._sources.clear()
+        self._kms.clear()
         for c in closers:
             with contextlib.suppress(Exception):  # best effort at the end of an invocation
                 c.close()

@@ -47,6 +47,7 @@ from typing import Any
 import httpx
 
 from edgescaler import __version__, safejson
+from edgescaler.cloud.answers import MAX_ANSWER_BYTES, Abandoned, read_body
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.model import Node, ScaleOutResult, TaskInfo
 from edgescaler.cloud.signing import AcsV3Auth, encode_query, new_nonce, percent_encode
@@ -99,9 +100,6 @@ _OVERRIDE_RE = re.compile(r"^https?://[^/\s?#]+(?:/[^\s?#]*)?$")
 
 _USER_AGENT = f"edgescaler/{__version__}"
 _MAX_ERROR_TEXT = 200
-# The largest answer read: a DescribeClusterNodes page of 100 nodes is ~150 kB. Beyond this the
-# answer is abandoned (a transport error), so a hostile or broken endpoint cannot exhaust memory.
-MAX_ANSWER_BYTES = 4 * 1024 * 1024
 _MAX_NODE_PAGES = 1000  # 100 000 nodes: far above any CS node quota; guards against a bad total
 
 # Transport failures that certainly happened before any byte of the request left this process.
@@ -302,10 +300,6 @@ def _retry_after_seconds(answer: _Answer) -> float | None:
     if not raw.isdigit() or len(raw) > 9 or int(raw) <= 0:
         return None
     return int(raw) / 1000.0
-
-
-class _Abandoned(Exception):
-    """An answer we stopped reading: too large, or still arriving when its time was up."""
 
 
 # --------------------------------------------------------------------------- client
@@ -609,10 +603,12 @@ class CSClient:
             response = self._http.send(request, stream=True)
             sent = True
             try:
-                body = self._read_body(response, until)
+                # A DescribeClusterNodes page of 100 nodes is ~150 kB; past the cap, or past its
+                # time, an answer is abandoned (a transport error), never parsed.
+                body = read_body(response, max_bytes=self._max_answer_bytes, until=until)
             finally:
                 response.close()
-        except (httpx.RequestError, httpx.InvalidURL, _Abandoned) as exc:
+        except (httpx.RequestError, httpx.InvalidURL, Abandoned) as exc:
             log.debug(
                 "cs %s attempt=%d status=error request_id=- error=%s",
                 action,
@@ -622,17 +618,6 @@ class CSClient:
             acted = sent or not isinstance(exc, _NOT_SENT)
             raise self._transport_error(action, method, path, exc, acted, secrets) from None
         return _Answer(response.status_code, response.reason_phrase, response.headers, body)
-
-    def _read_body(self, response: httpx.Response, until: float) -> bytes:
-        """The decoded body, abandoned beyond ``max_answer_bytes`` or after ``until``."""
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body += chunk
-            if len(body) > self._max_answer_bytes:
-                raise _Abandoned(f"answer larger than {self._max_answer_bytes} bytes")
-            if time.monotonic() > until:
-                raise _Abandoned("answer still arriving when its time was up")
-        return bytes(body)
 
     def _transport_error(
         self,

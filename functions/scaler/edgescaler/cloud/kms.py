@@ -42,11 +42,13 @@ from typing import Any
 
 import httpx
 
-from edgescaler import __version__
+from edgescaler import __version__, safejson
+from edgescaler.cloud.answers import Abandoned, read_body
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.signing import AcsV3Auth, encode_query, new_nonce
 from edgescaler.errors import ConfigError, KMSApiError, KMSTransportError
-from edgescaler.sensitive import Secret, redact
+from edgescaler.outside import message as outside_message
+from edgescaler.sensitive import Secret
 
 API_VERSION = "2016-01-20"
 ACTION = "GetSecretValue"
@@ -58,6 +60,7 @@ _OVERRIDE_RE = re.compile(r"^https?://[^/\s?#]+/?$")
 # KMS secret names: letters, digits and _/+=.@- (1..192); an ARN (acs:kms:...:secret/NAME) too.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_/+=.@:-]{1,256}$")
 _USER_AGENT = f"edgescaler/{__version__}"
+_MAX_ANSWER = 256 * 1024  # a secret is at most 64 kB; its answer a little more
 _MAX_ERROR_TEXT = 200
 
 
@@ -129,6 +132,7 @@ class KMSClient:
         self._max_retries = max_retries
         self._retry_delay = retry_delay
         self._sleep = sleep
+        self._total_timeout = connect_timeout + read_timeout
         auth = (
             AcsV3Auth(self._current_credentials, clock, nonce)
             if clock is not None
@@ -189,19 +193,26 @@ class KMSClient:
         self._last_credentials = creds
         return creds
 
-    def _redact(self, text: str) -> str:
+    def _message(self, text: str, limit: int = _MAX_ERROR_TEXT) -> str:
+        """Outside text for an error: redacted (every known secret and the credentials) before
+        it is cut to one short line."""
         creds = self._last_credentials
-        if creds is None:
-            return text
-        return redact(text, creds.access_key_secret, creds.security_token)
+        extra = (creds.access_key_secret, creds.security_token) if creds is not None else ()
+        return outside_message(text, limit, extra)
 
     def _attempt(self, name: str, url: str, attempt: int) -> SecretValue:
         headers = {"x-acs-action": ACTION, "x-acs-version": API_VERSION}
         try:
-            response = self._http.post(url, headers=headers, content=b"")
-        except (httpx.RequestError, httpx.InvalidURL) as exc:
+            request = self._http.build_request("POST", url, headers=headers, content=b"")
+            until = time.monotonic() + self._total_timeout
+            response = self._http.send(request, stream=True)
+            try:
+                body = read_body(response, max_bytes=_MAX_ANSWER, until=until)
+            finally:
+                response.close()
+        except (httpx.RequestError, httpx.InvalidURL, Abandoned) as exc:
             what = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport error"
-            text = self._redact(str(exc))[:_MAX_ERROR_TEXT]
+            text = self._message(str(exc))
             log.debug(
                 "kms %s attempt=%d status=error error=%s", ACTION, attempt, type(exc).__name__
             )
@@ -211,12 +222,13 @@ class KMSClient:
                 + (f": {text}" if text else ""),
             ) from None
         try:
-            payload: Any = response.json() if response.content else None
-        except ValueError:
+            payload: Any = safejson.loads(body) if body else None
+        except safejson.JSONError:
             payload = None
         request_id = (
             _opt_str(payload.get("RequestId")) if isinstance(payload, dict) else None
         ) or response.headers.get("x-acs-request-id")
+        request_id = outside_message(request_id, 80) if request_id else None
         log.debug(
             "kms %s secret=%s attempt=%d status=%d request_id=%s",
             ACTION,
@@ -226,7 +238,7 @@ class KMSClient:
             request_id or "-",
         )
         if not 200 <= response.status_code < 300:
-            raise self._api_error(name, response, payload, request_id)
+            raise self._api_error(name, response, body, payload, request_id)
         data = payload.get("SecretData") if isinstance(payload, dict) else None
         if not isinstance(data, str) or not data:
             raise KMSTransportError(
@@ -247,7 +259,12 @@ class KMSClient:
         )
 
     def _api_error(
-        self, name: str, response: httpx.Response, payload: Any, request_id: str | None
+        self,
+        name: str,
+        response: httpx.Response,
+        body: bytes,
+        payload: Any,
+        request_id: str | None,
     ) -> KMSApiError:
         status = response.status_code
         if isinstance(payload, dict):
@@ -255,13 +272,12 @@ class KMSClient:
             message = _opt_str(payload.get("Message")) or ""
         else:
             code = f"HTTP{status}"
-            text = " ".join(response.text.split())
-            message = (text[:_MAX_ERROR_TEXT] + "...") if len(text) > _MAX_ERROR_TEXT else text
+            message = body.decode("utf-8", "replace")
         return KMSApiError(
             secret_name=name,
             status=status,
-            code=self._redact(code)[:_MAX_ERROR_TEXT],
-            message=self._redact(message)[:_MAX_ERROR_TEXT] or response.reason_phrase,
+            code=self._message(code, 80),
+            message=self._message(message) or response.reason_phrase,
             request_id=request_id,
         )
 
@@ -278,7 +294,7 @@ class SecretCache:
 
     def __init__(
         self,
-        fetch: Callable[[str], Secret],
+        fetch: Callable[[str], Secret] | None = None,
         ttl: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -293,13 +309,19 @@ class SecretCache:
     def __repr__(self) -> str:
         return f"SecretCache(ttl={self._ttl}, names={sorted(self._entries)})"
 
-    def get(self, name: str) -> Secret:
+    def get(self, name: str, fetch: Callable[[str], Secret] | None = None) -> Secret:
+        """The cached value of ``name``, fetched with ``fetch`` (else the constructor's) when
+        missing or expired. A cache that outlives one run takes each run's own fetch (its
+        credentials), so it never holds a client or credentials itself."""
+        fetch = fetch or self._fetch
+        if fetch is None:
+            raise TypeError("SecretCache.get needs a fetch")
         with self._lock:
             entry = self._entries.get(name)
             now = self._clock()
             if entry is not None and now < entry[0]:
                 return entry[1]
-            value = self._fetch(name)
+            value = fetch(name)
             if not isinstance(value, Secret):  # a fetch that returns a str would leak in reprs
                 raise TypeError("SecretCache fetch must return a Secret")
             self._entries[name] = (self._clock() + self._ttl, value)
