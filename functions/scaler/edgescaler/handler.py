@@ -134,7 +134,7 @@ def _execute(
                 f"event: a {request.trigger} event is not accepted here "
                 f"(expected {', '.join(sorted(accept))})"
             )
-        policies = select(policyfile.load([settings.policy_dir]), request.policies)
+        policies = select(policyfile.load([settings.policy_dir]), request)
     except EdgescalerError as exc:
         rep = RunReport(
             "unknown", None, True, started_at=started, finished_at=now(), error=message(exc)

@@ -36,6 +36,7 @@ from edgescaler.cloud.model import Capacity, CloudAPI, TaskInfo, TaskPhase, scal
 from edgescaler.deadline import Deadline
 from edgescaler.decision import Decision, decide
 from edgescaler.errors import CloudError, ConfigError, EventError, MetricError, StoreError
+from edgescaler.metrics.alarm import stand_in
 from edgescaler.metrics.base import MetricSource, Reading
 from edgescaler.policy import Policy
 from edgescaler.report import Outcome, OutcomeCode, RunReport
@@ -60,17 +61,31 @@ class Deps:
     deadline: Deadline = field(default_factory=Deadline.never)
 
 
-def select(policies: Sequence[Policy], wanted: Sequence[str] | None) -> list[Policy]:
-    """The policies a request names (all when None). Unknown names are an EventError."""
-    if wanted is None:
+def select(policies: Sequence[Policy], request: RunRequest) -> list[Policy]:
+    """The policies a request concerns. Unknown names are an EventError.
+
+    By name when the request names them (all when it does not); for an alarm, the policies
+    that name it in ``alarms`` (by rule id or name), or, when none does, every policy that names
+    no alarms; none for an alarm that is not firing (OK, INSUFFICIENT_DATA).
+    """
+    wanted = request.policies
+    if wanted is not None:
+        by_name = {p.name: p for p in policies}
+        unknown = [w for w in wanted if w not in by_name]
+        if unknown:
+            raise EventError(
+                f"event: policies: unknown policy {unknown[0]!r} "
+                f"(known: {', '.join(sorted(by_name))})"
+            )
+        return [by_name[w] for w in wanted]
+    alarm = request.alarm
+    if alarm is None:
         return list(policies)
-    by_name = {p.name: p for p in policies}
-    unknown = [w for w in wanted if w not in by_name]
-    if unknown:
-        raise EventError(
-            f"event: policies: unknown policy {unknown[0]!r} (known: {', '.join(sorted(by_name))})"
-        )
-    return [by_name[w] for w in wanted]
+    if not alarm.firing:
+        return []
+    names = alarm.names()
+    named = [p for p in policies if p.alarms and names & set(p.alarms)]
+    return named or [p for p in policies if not p.alarms]
 
 
 def run(
@@ -83,6 +98,12 @@ def run(
 ) -> RunReport:
     """Evaluate ``policies`` (already selected) for ``request`` and return the report."""
     rep = RunReport(request.trigger, request.event_key, dry_run, started_at=now)
+    alarm = request.alarm
+    if alarm is not None and not alarm.firing:
+        rep.note = f"alarm {alarm.rule_name or alarm.rule_id} is {alarm.state}: nothing evaluated"
+        return rep
+    if not policies:
+        return rep
 
     def everyone(code: OutcomeCode, reason: str) -> list[Outcome]:
         return [Outcome(p.name, p.cluster_id, code, reason) for p in policies]
@@ -99,8 +120,6 @@ def run(
                 f"event {request.event_key} was already handled; nothing done",
             )
             return rep
-    if not policies:
-        return rep
     workers = min(MAX_POLICY_WORKERS, len(policies))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="policy") as pool:
         futures = [pool.submit(evaluate, p, request, deps, now) for p in policies]
@@ -188,7 +207,12 @@ def _evaluate(policy: Policy, request: RunRequest, deps: Deps, now: datetime) ->
             try:
                 readings[m] = fut.result()
             except MetricError as exc:
-                failures.append(str(exc))
+                alarm_value = stand_in(m, policy.metrics[m], request.alarm, now)
+                if alarm_value is not None:
+                    log.info("%s: %s; using the alarm's value instead", name, exc)
+                    readings[m] = alarm_value
+                else:
+                    failures.append(str(exc))
         try:
             current = Capacity.of(nodes_f.result())
         except CloudError as exc:

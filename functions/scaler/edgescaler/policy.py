@@ -230,12 +230,35 @@ class Budget(_Model):
         return self
 
 
+class AlarmValue(_Model):
+    """Opt-in: the value a CloudMonitor alarm carries may stand in for this metric.
+
+    When the run was triggered by a firing alarm on CloudMonitor metric ``metric`` whose value
+    is at most ``max_age`` old, and the metric's own query cannot be answered (Prometheus down,
+    stale, empty), the alarm's value is the reading (source ``alarm``): an outage of Prometheus
+    during an alarm does not blind the policy. The alarm's metric must mean the same as the
+    query (same unit, same scope): that is the policy author's promise.
+    """
+
+    metric: StrictStr = Field(min_length=1, max_length=200)
+    max_age: Duration = timedelta(minutes=2)
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> timedelta:
+        d = parse_duration(v)
+        if d <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return d
+
+
 class MetricSpec(_Model):
     """One PromQL instant query that must return exactly one series."""
 
     query: StrictStr = Field(min_length=1)
     max_age: Duration = timedelta(minutes=2)
     freshness_query: StrictStr | None = Field(default=None, min_length=1)
+    alarm: AlarmValue | None = None
 
     @field_validator("max_age", mode="before")
     @classmethod
@@ -374,6 +397,12 @@ class Policy(_Model):
         min_length=1
     )
     rules: list[Rule] = Field(min_length=1)
+    # CloudMonitor alarms (rule names or ids) that concern this policy: such a policy is woken
+    # by those alarms only (timers and manual runs still evaluate it). None: any alarm that no
+    # policy names wakes it.
+    alarms: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, min_length=1
+    )
 
     @field_validator("cooldown", mode="before")
     @classmethod

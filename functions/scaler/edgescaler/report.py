@@ -82,6 +82,7 @@ class RunReport:
     finished_at: datetime | None = None
     outcomes: list[Outcome] = field(default_factory=list)
     error: str | None = None
+    note: str | None = None  # why nothing was evaluated, when that is the answer
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(str(o.outcome) for o in self.outcomes))
@@ -89,7 +90,9 @@ class RunReport:
     def summary_line(self) -> str:
         if self.error:
             return f"run failed: {message(self.error)}"
-        counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts().items())) or "no policies"
+        counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts().items())) or (
+            message(self.note) if self.note else "no policies"
+        )
         added = sum(o.add for o in self.outcomes if o.outcome == OutcomeCode.SCALED)
         mode = " DRY-RUN" if self.dry_run else ""
         return (
@@ -105,6 +108,7 @@ class RunReport:
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "error": message(self.error) if self.error else None,
+            "note": message(self.note) if self.note else None,
             "summary": self.summary_line(),
             "outcomes": [o.to_dict() for o in self.outcomes],
         }

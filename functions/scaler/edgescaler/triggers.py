@@ -14,11 +14,20 @@ Accepted shapes (fc.md §2):
   e.g. a CloudMonitor ``cms:CloudMonitor:AlertWebHook`` event; evaluates all policies.
   Event key: ``eventbridge:<source>:<id>`` (EventBridge delivers at least once).
 * **CloudMonitor alert callback** — the legacy webhook body, form-encoded or JSON, with
-  ``alertName``, ``alertState``, ``ruleId``, ``timestamp`` (seconds or milliseconds); evaluates all
-  policies. Event key: ``cloudmonitor:<ruleId>:<alertState>:<timestamp>`` (CloudMonitor retries a
-  callback up to 3 times).
+  ``alertName``, ``alertState``, ``ruleId``, ``timestamp`` (seconds or milliseconds). Event key:
+  ``cloudmonitor:<ruleId>:<alertState>:<timestamp>`` (CloudMonitor retries a callback up to 3
+  times).
+* **MNS topic** (CloudMonitor → MNS → FC, alibaba-today.md §4) — the alert body (``ruleId``,
+  ``ruleName``, ``curLevel``, ``metricName``, ``metricData``, ``time``...) inside FC's JSON envelope
+  (``TopicOwner``, ``Message`` as a string, ``MessageId``...; event key ``mns:<MessageId>``), or in
+  STREAM form: the raw body, or ``{"body": "...", "attrs": {...}}`` (event key
+  ``cloudmonitor:<ruleId>:<curLevel>:<time>``: a redelivery carries the same body).
 
-An alarm only says "look now": the decision always comes from the policies' own metrics.
+Every alarm route yields an :class:`Alarm`: which rule, its state (``ALERT``, ``OK``,
+``INSUFFICIENT_DATA``), and the value and time that tripped it when the payload carries them.
+An alarm says "look now": the policies it concerns are evaluated on their own metrics, and a
+metric that opts in (``alarm:`` in the policy) may take the alarm's value when Prometheus
+cannot answer. An alarm that is not firing evaluates nothing.
 
 Anything else — invalid UTF-8 or JSON, a list, unknown keys, wrong types, and hostile shapes
 (nesting deeper than :data:`edgescaler.safejson.MAX_DEPTH`, huge numbers, lone surrogates) — is
@@ -31,7 +40,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from edgescaler import safejson
@@ -42,6 +51,53 @@ MAX_EVENT_BYTES = 256 * 1024
 _MANUAL_KEYS = frozenset({"policies", "dry_run", "request_id", "reason"})
 _TIMER_KEYS = frozenset({"triggerTime", "triggerName", "payload"})
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+ALERT, OK, INSUFFICIENT_DATA = "ALERT", "OK", "INSUFFICIENT_DATA"
+# CloudMonitor's words for a state, across the callback (alertState), MNS (curLevel) and
+# EventBridge routes; "ALARM" appears in some documents for the callback.
+_STATES = {
+    "ALERT": ALERT,
+    "ALARM": ALERT,
+    "CRITICAL": ALERT,
+    "WARN": ALERT,
+    "WARNING": ALERT,
+    "INFO": ALERT,
+    "OK": OK,
+    "INSUFFICIENT_DATA": INSUFFICIENT_DATA,
+    "NODATA": INSUFFICIENT_DATA,
+}
+_MNS_ENVELOPE = frozenset({"TopicOwner", "Message", "MessageId"})
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """What a CloudMonitor alarm says. ``value``/``timestamp`` are None when not carried."""
+
+    rule_id: str | None
+    rule_name: str | None
+    state: str
+    metric: str | None = None
+    value: float | None = None
+    timestamp: datetime | None = None
+
+    @property
+    def firing(self) -> bool:
+        return self.state == ALERT
+
+    def names(self) -> set[str]:
+        """The names a policy may use to say this alarm concerns it: rule id and rule name."""
+        return {n for n in (self.rule_id, self.rule_name) if n}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.rule_id,
+            "rule_name": self.rule_name,
+            "state": self.state,
+            "metric": self.metric,
+            "value": self.value,
+            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -58,6 +114,7 @@ class RunRequest:
     dry_run: bool | None = None
     event_key: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    alarm: Alarm | None = None
 
 
 def parse_event(raw: bytes | str | None) -> RunRequest:
@@ -84,6 +141,12 @@ def parse_event(raw: bytes | str | None) -> RunRequest:
         return _timer(data)
     if "specversion" in data:
         return _eventbridge(data)
+    if set(data) >= _MNS_ENVELOPE:
+        return _mns_envelope(data)
+    if set(data) <= {"body", "attrs"} and isinstance(data.get("body"), str):
+        return _mns_alert(_json(data["body"], "MNS message body"), None)
+    if "curLevel" in data or "metricData" in data:
+        return _mns_alert(data, None)
     if "alertName" in data or "ruleId" in data:
         return _callback(data)
     return _manual(data, "manual", "event")
@@ -124,6 +187,97 @@ def _alert_detail(data: dict[str, Any]) -> dict[str, Any]:
     return {k: str(data[k])[:120] for k in keep if isinstance(data.get(k), str | int | float)}
 
 
+def _opt_text(data: dict[str, Any], key: str, limit: int = 200) -> str | None:
+    value = data.get(key)
+    if isinstance(value, str) and value.strip() and value != "null":
+        return value.strip()[:limit]
+    return None
+
+
+def _state(raw: str | None, where: str) -> str:
+    state = _STATES.get((raw or "").strip().upper())
+    if state is None:
+        raise EventError(f"{where}: unknown alarm state {quote(raw or '')}")
+    return state
+
+
+def _number(value: Any) -> float | None:
+    """A finite number from a payload value (CloudMonitor sends "91.37" or 91.37), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _epoch(value: Any) -> datetime | None:
+    """Epoch seconds or milliseconds (number or digits) as an aware datetime, else None."""
+    number = _number(value)
+    if number is None or number <= 0:
+        return None
+    seconds = number / 1000 if number > 1e11 else number
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _webhook_alarm(data: dict[str, Any], where: str) -> Alarm:
+    """The alarm of a callback body (or EventBridge's data of one)."""
+    return Alarm(
+        rule_id=_opt_text(data, "ruleId"),
+        rule_name=_opt_text(data, "alertName"),
+        state=_state(_opt_text(data, "alertState", 40), where),
+        metric=_opt_text(data, "metricName"),
+        value=_number(data.get("curValue")),
+        timestamp=_epoch(data.get("timestamp")),
+    )
+
+
+def _mns_envelope(data: dict[str, Any]) -> RunRequest:
+    where = "MNS message"
+    message_id = _text(data, "MessageId", where)
+    message = data.get("Message")
+    if not isinstance(message, str):
+        raise EventError(f"{where}: Message must be a string (the alert body)")
+    body = _json(message, f"{where}: Message")
+    if not isinstance(body, dict):
+        raise EventError(f"{where}: Message must hold a JSON object")
+    return _mns_alert(body, f"mns:{message_id}")
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _mns_alert(body: Any, event_key: str | None) -> RunRequest:
+    """A CloudMonitor alert body delivered through MNS (envelope or STREAM)."""
+    where = "CloudMonitor alert (MNS)"
+    if not isinstance(body, dict):
+        raise EventError(f"{where}: expected a JSON object")
+    rule = _text(body, "ruleId", where)
+    level = _text(body, "curLevel", where, 40)
+    metric_data = _mapping(body.get("metricData"))
+    statistic = _mapping(body.get("escalation")).get("statistics")
+    value = _number(metric_data.get(statistic)) if isinstance(statistic, str) else None
+    when = _epoch(metric_data.get("timestamp")) or _epoch(body.get("time"))
+    alarm = Alarm(
+        rule_id=rule,
+        rule_name=_opt_text(body, "ruleName"),
+        state=_state(level, where),
+        metric=_opt_text(body, "metricName"),
+        value=value,
+        timestamp=when,
+    )
+    if event_key is None:
+        stamp = int(when.timestamp() * 1000) if when else _text(body, "time", where, 40)
+        event_key = f"cloudmonitor:{rule}:{level}:{stamp}"
+    detail = {"rule_id": rule, "rule_name": alarm.rule_name, "state": alarm.state}
+    return RunRequest(trigger="mns", event_key=event_key, detail=detail, alarm=alarm)
+
+
 def _eventbridge(data: dict[str, Any]) -> RunRequest:
     where = "EventBridge event"
     if data.get("specversion") != "1.0":
@@ -133,10 +287,16 @@ def _eventbridge(data: dict[str, Any]) -> RunRequest:
     kind = _text(data, "type", where)
     payload = data.get("data")
     detail: dict[str, Any] = {"source": source, "type": kind}
+    alarm = None
     if isinstance(payload, dict):
         detail.update(_alert_detail(payload))
+        if "alertState" in payload:  # a CloudMonitor alert: who, which state, what value
+            alarm = _webhook_alarm(payload, where)
     return RunRequest(
-        trigger="eventbridge", event_key=f"eventbridge:{source}:{event_id}", detail=detail
+        trigger="eventbridge",
+        event_key=f"eventbridge:{source}:{event_id}",
+        detail=detail,
+        alarm=alarm,
     )
 
 
@@ -153,6 +313,7 @@ def _callback(data: dict[str, Any]) -> RunRequest:
         trigger="cloudmonitor",
         event_key=f"cloudmonitor:{rule}:{state}:{millis}",
         detail=_alert_detail(data),
+        alarm=_webhook_alarm(data, where),
     )
 
 
