@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig
+from edgescaler.emulator import ClusterSpec, Emulator, EmulatorConfig
 from tests.support.events import EVENTS
 from tests.support.prometheus import PrometheusLauncher, PromServer, Series
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from edgescaler import package
-from edgescaler.cloud.emulator import DEFAULT_CLUSTER_ID, Emulator, EmulatorConfig, ScenarioStep
+from edgescaler.emulator import DEFAULT_CLUSTER_ID, Emulator, EmulatorConfig, ScenarioStep
 
 REPO = Path(__file__).resolve().parents[2]
 

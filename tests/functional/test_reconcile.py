@@ -16,7 +16,7 @@ import pytest
 from edgescaler import policyfile, reconcile
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.cs import CSClient
-from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
+from edgescaler.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
 from edgescaler.handler import Runtime, count_workers, handle
 from edgescaler.sensitive import Secret
 from edgescaler.settings import Settings

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edgescaler.cloud.credentials import Credentials
-from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
+from edgescaler.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
 from edgescaler.guard import ADDED_NOTHING
 from edgescaler.sensitive import Secret
 from edgescaler.store.base import Activity, Store

@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
+from edgescaler.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
 from edgescaler.handler import handle
 from edgescaler.store.sqlite import SQLiteStore
 
