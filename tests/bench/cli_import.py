@@ -17,7 +17,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-WATCH = ("edgescaler.emulator", "edgescaler.cloud.emulator", "http.server", "httpx")
+# The emulator server (before the split: the whole cloud/emulator.py), its HTTP server, httpx.
+WATCH = ("edgescaler.emulator.routes", "edgescaler.cloud.emulator", "http.server", "httpx")
 
 
 def one_run(args: Sequence[str]) -> tuple[float, float, set[str]]:
