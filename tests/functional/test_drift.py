@@ -16,7 +16,7 @@ import pytest
 from edgescaler import drift, policyfile
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.cs import CSClient
-from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
+from edgescaler.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
 from edgescaler.handler import handle
 from edgescaler.runtime import Runtime
 from edgescaler.sensitive import Secret

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig
+from edgescaler.emulator import ClusterSpec, Emulator, EmulatorConfig
 from edgescaler.store.sqlite import SQLiteStore
 from tests.support import builders
 from tests.support.events import EVENTS

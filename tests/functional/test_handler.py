@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
+from edgescaler.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
 from edgescaler.handler import handle, handle_http
 from tests.support import builders
 from tests.support.events import load_event

@@ -21,15 +21,23 @@ from typing import Any
 import pytest
 
 from edgescaler import package
-from edgescaler.cloud.emulator import DEFAULT_CLUSTER_ID, Emulator, EmulatorConfig, ScenarioStep
+from edgescaler.emulator import (
+    DEFAULT_ACCESS_KEY_SECRET,
+    DEFAULT_CLUSTER_ID,
+    Emulator,
+    EmulatorConfig,
+    ScenarioStep,
+)
+from edgescaler.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
+SOURCE = REPO / "functions" / "scaler"
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pkg")
-    return package.build(source=REPO / "functions" / "scaler", policies=REPO / "policies", out=out)
+    return package.build(source=SOURCE, policies=REPO / "policies", out=out)
 
 
 def test_the_zip_holds_the_function_its_policies_and_cp310_wheels(built: Path) -> None:
@@ -37,7 +45,6 @@ def test_the_zip_holds_the_function_its_policies_and_cp310_wheels(built: Path) -
         names = set(zf.namelist())
     assert {"index.py", "edgescaler/__init__.py", "edgescaler/handler.py"} <= names
     assert "policies/beijing-edge.yaml" in names
-    assert "edgescaler/data/demo-policy.yaml" in names
     compiled = [n for n in names if n.endswith(".so")]
     assert any(
         n.startswith("pydantic_core/") and "cpython-310-x86_64-linux-gnu" in n for n in compiled
@@ -45,6 +52,79 @@ def test_the_zip_holds_the_function_its_policies_and_cp310_wheels(built: Path) -
     assert all("cpython-311" not in n for n in compiled)
     assert not any(n.startswith(("fc2/", "tests/", "boto3/")) for n in names)
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+
+
+# Workstation tools of the installed package; none of them may reach the function.
+TOOLS = (
+    "edgescaler/emulator/",
+    "edgescaler/demo.py",
+    "edgescaler/data/",  # the demo's policy
+    "edgescaler/package.py",
+    "edgescaler/cli.py",
+    "edgescaler/invoke.py",
+    "edgescaler/cloud/fc_invoke.py",
+    "edgescaler/replay/",
+)
+
+
+def test_the_zip_carries_product_code_only(built: Path) -> None:
+    with zipfile.ZipFile(built) as zf:
+        ours = {n: zf.read(n) for n in zf.namelist() if n.startswith("edgescaler/")}
+    assert [n for n in ours if n.startswith(TOOLS)] == []
+    assert set(ours) == {str(p.relative_to(SOURCE)) for p in package.function_files(SOURCE)}
+    # The emulator's built-in fake secret travelled with the emulator module.
+    assert [n for n, data in ours.items() if DEFAULT_ACCESS_KEY_SECRET.encode() in data] == []
+
+
+def copy_source(tmp_path: Path) -> Path:
+    """A scratch copy of functions/scaler to add tools or imports to."""
+    source = tmp_path / "src"
+    shutil.copytree(SOURCE, source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return source
+
+
+def no_wheels(reqs: object, dest: Path) -> list[Path]:
+    return []
+
+
+def test_a_new_tool_subpackage_stays_out_of_the_zip(tmp_path: Path) -> None:
+    source = copy_source(tmp_path)
+    (source / "edgescaler" / "replay").mkdir()
+    (source / "edgescaler" / "replay" / "__init__.py").write_text('"""Replay recorded runs."""\n')
+    (source / "edgescaler" / "bench.py").write_text("from edgescaler import replay\n")
+    archive = package.build(
+        source=source, policies=REPO / "policies", out=tmp_path / "out", fetch=no_wheels
+    )
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+    assert "edgescaler/handler.py" in names
+    assert [n for n in names if n.startswith(("edgescaler/replay/", "edgescaler/bench.py"))] == []
+
+
+def test_a_module_the_function_imports_must_be_listed(tmp_path: Path) -> None:
+    source = copy_source(tmp_path)
+    (source / "edgescaler" / "newthing.py").write_text('"""A module nobody listed."""\n')
+    handler = source / "edgescaler" / "handler.py"
+    # A lazy import inside a function counts as much as one at the top.
+    handler.write_text(
+        handler.read_text() + "\n\ndef _later() -> None:\n    from edgescaler import newthing\n"
+    )
+    with pytest.raises(ConfigError, match=r"edgescaler/handler.py imports edgescaler.newthing"):
+        package.build(
+            source=source,
+            policies=REPO / "policies",
+            out=tmp_path / "out",
+            fetch=lambda reqs, dest: pytest.fail("must not download for a bad module list"),
+        )
+
+
+def test_a_listed_module_must_exist(tmp_path: Path) -> None:
+    source = copy_source(tmp_path)
+    (source / "edgescaler" / "cloud" / "kms.py").unlink()
+    with pytest.raises(ConfigError, match=r"names edgescaler.cloud.kms, which does not exist"):
+        package.build(
+            source=source, policies=REPO / "policies", out=tmp_path / "out", fetch=no_wheels
+        )
 
 
 def test_requirements_leave_out_the_fc_sdk() -> None:

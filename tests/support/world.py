@@ -31,7 +31,7 @@ from typing import Any
 
 from edgescaler.activity import Activity
 from edgescaler.cloud.credentials import Credentials
-from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
+from edgescaler.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
 from edgescaler.guard import ADDED_NOTHING
 from edgescaler.sensitive import Secret
 from edgescaler.store.base import Store

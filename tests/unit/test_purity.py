@@ -61,3 +61,32 @@ def test_fc_entry_imports_no_network_clients() -> None:
         check=True,
     )
     assert out.stdout.strip() == ""
+
+
+def test_the_cli_declares_the_emulator_without_loading_it() -> None:
+    """Every ``edgescaler`` command builds the whole parser; only ``emulator``/``demo`` need the
+    HTTP server, the world and httpx."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from edgescaler import cli; "
+        "cli.build_parser().parse_args(['emulator', '--port', '0']); "
+        "heavy = [m for m in ('httpx', 'http.server', 'edgescaler.emulator.routes', "
+        "'edgescaler.emulator.server', 'edgescaler.emulator.world', 'edgescaler.emulator.verify') "
+        "if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(PACKAGE.parent)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == ""
+
+
+def test_the_emulator_package_exports_resolve() -> None:
+    import edgescaler.emulator as emulator
+
+    for name in emulator.__all__:
+        assert getattr(emulator, name) is not None, name
+    assert emulator.Emulator.__module__ == "edgescaler.emulator.routes"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        emulator.nope  # noqa: B018

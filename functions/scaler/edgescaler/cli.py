@@ -231,9 +231,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from edgescaler.cloud import emulator
+    from edgescaler.emulator import cli as emulator_cli
 
-    return emulator.run_cli(args)
+    return emulator_cli.run_cli(args)
 
 
 def cmd_package(args: argparse.Namespace) -> int:
@@ -318,9 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "emulator", help="serve the local CS API emulator (and a scripted Prometheus)"
     )
-    from edgescaler.cloud import emulator
+    # Cheap: declares the options without importing the server (edgescaler/emulator/cli.py).
+    from edgescaler.emulator import cli as emulator_cli
 
-    emulator.add_cli_arguments(p)
+    emulator_cli.add_cli_arguments(p)
     p.set_defaults(func=cmd_emulator)
 
     p = sub.add_parser(

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
-from edgescaler.cloud.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
+from edgescaler.emulator import ClusterSpec, Emulator, EmulatorConfig, ScenarioStep
 from edgescaler.handler import execute
 from edgescaler.report import Outcome
 from edgescaler.store.sqlite import SQLiteStore

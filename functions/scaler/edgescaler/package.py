@@ -6,9 +6,13 @@ whatever Python and platform build the package. Layout of the result (``CodeUri`
 ``template.yml``)::
 
     index.py            the FC entry (Handler: index.handler)
-    edgescaler/         this package
+    edgescaler/         the modules of this package the function runs (FUNCTION_MODULES)
     policies/*.yaml     the policies to deploy (validated first)
     <dependencies>      unpacked wheels
+
+The installed package also holds tools that never run in the function and stay out of the zip:
+the CLI, the emulator, the demo (and its policy, which names a built-in fake access-key secret),
+this packager and ``invoke``.
 
 ``aliyun-fc2`` is left out: it is the SDK for deploying and invoking from a workstation, and the
 function never imports it. ``--store`` names the store the function will use: ``oss`` (the
@@ -19,6 +23,7 @@ edgescaler's own, over httpx); ``s3`` adds botocore, with only the data its S3 c
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -47,7 +52,58 @@ BOTOCORE_SERVICES = frozenset({"s3"})
 # 100 MB is the limit for a base64 zip sent through the FC API; larger needs OSS.
 API_UPLOAD_LIMIT = 100 * 1000 * 1000
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # reproducible zips: same inputs, same bytes
-_SKIP = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache"})
+
+# The modules of the edgescaler package that go into the function: what index.py can import
+# (directly or through other modules, at the top or lazily inside a function), plus the KMS
+# client that the ``kms_secret`` password reference needs. An allow-list on purpose: the installed
+# package also holds workstation tools (the CLI, the emulator, the demo, this packager, ``invoke``,
+# and whatever comes next, e.g. ``replay/``), and a new tool must not ride along into the function
+# unnoticed. The other way round is checked: :func:`build` refuses to build when index.py can
+# import an edgescaler module this list leaves out, or when it names one that does not exist.
+FUNCTION_MODULES = frozenset(
+    {
+        "edgescaler",
+        "edgescaler.activity",
+        "edgescaler.actuator",
+        "edgescaler.codes",
+        "edgescaler.deadline",
+        "edgescaler.decision",
+        "edgescaler.errors",
+        "edgescaler.guard",
+        "edgescaler.handler",
+        "edgescaler.logs",
+        "edgescaler.outside",
+        "edgescaler.passwords",
+        "edgescaler.pipeline",
+        "edgescaler.policy",
+        "edgescaler.policyfile",
+        "edgescaler.report",
+        "edgescaler.runtime",
+        "edgescaler.safejson",
+        "edgescaler.sensitive",
+        "edgescaler.settings",
+        "edgescaler.triggers",
+        "edgescaler.cloud",
+        "edgescaler.cloud.answers",
+        "edgescaler.cloud.credentials",
+        "edgescaler.cloud.cs",
+        "edgescaler.cloud.kms",
+        "edgescaler.cloud.model",
+        "edgescaler.cloud.oss",
+        "edgescaler.cloud.oss_signing",
+        "edgescaler.cloud.signing",
+        "edgescaler.metrics",
+        "edgescaler.metrics.alarm",
+        "edgescaler.metrics.base",
+        "edgescaler.metrics.prometheus",
+        "edgescaler.store",
+        "edgescaler.store.base",
+        "edgescaler.store.memory",
+        "edgescaler.store.oss",
+        "edgescaler.store.s3",
+        "edgescaler.store.sqlite",
+    }
+)
 
 
 def function_requirements(store: str = "oss") -> list[str]:
@@ -107,10 +163,77 @@ def download_wheels(requirements: Sequence[str], dest: Path) -> list[Path]:
     return sorted(dest.glob("*.whl"))
 
 
-def _copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(
-        src, dst, ignore=lambda _d, names: [n for n in names if n in _SKIP or n.endswith(".pyc")]
-    )
+def _module_file(source: Path, module: str) -> Path | None:
+    """The file of an edgescaler module under ``source`` (``functions/scaler``), if it exists."""
+    base = source.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _edgescaler_imports(source: Path, path: Path) -> set[str]:
+    """The edgescaler modules (and packages on the way) that the file at ``path`` imports.
+
+    Read from the source, nothing executed; every import statement counts, also one inside a
+    function or under ``TYPE_CHECKING``.
+    """
+    named: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            named.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            named.add(node.module)
+            named.update(f"{node.module}.{alias.name}" for alias in node.names)
+    found: set[str] = set()
+    for name in named:
+        parts = name.split(".")
+        if parts[0] != "edgescaler":
+            continue
+        for end in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:end])
+            if _module_file(source, prefix) is not None:
+                found.add(prefix)
+    return found
+
+
+def function_imports(source: Path) -> dict[str, str]:
+    """Every edgescaler module that ``source/index.py`` can import, mapped to the file of one
+    module that imports it (for error messages)."""
+    entry = source / "index.py"
+    reached: dict[str, str] = {}
+    todo = [(m, "index.py") for m in sorted(_edgescaler_imports(source, entry))]
+    while todo:
+        module, importer = todo.pop()
+        if module in reached:
+            continue
+        reached[module] = importer
+        path = _module_file(source, module)
+        assert path is not None  # _edgescaler_imports only names modules that exist
+        here = str(path.relative_to(source))
+        todo += [(m, here) for m in sorted(_edgescaler_imports(source, path)) if m not in reached]
+    return reached
+
+
+def function_files(source: Path) -> list[Path]:
+    """The files of :data:`FUNCTION_MODULES` under ``source``, after checking the list.
+
+    Raises ConfigError when index.py can import an edgescaler module the list leaves out, or
+    when the list names a module that does not exist.
+    """
+    for module, importer in sorted(function_imports(source).items()):
+        if module not in FUNCTION_MODULES:
+            raise ConfigError(
+                f"{importer} imports {module}, which package.FUNCTION_MODULES leaves out of the "
+                "function: add it there if the function needs it"
+            )
+    files = []
+    for module in sorted(FUNCTION_MODULES):
+        path = _module_file(source, module)
+        if path is None:
+            raise ConfigError(f"package.FUNCTION_MODULES names {module}, which does not exist")
+        files.append(path)
+    return files
 
 
 def build(
@@ -124,9 +247,11 @@ def build(
     """Build ``out/scaler/`` and ``out/edgescaler-fc.zip``; return the zip's path.
 
     ``source`` is the FC code directory (``functions/scaler``). The policies are validated
-    first: a package is never built around an invalid policy.
+    first: a package is never built around an invalid policy, nor from a module list that
+    does not match what the function imports (:func:`function_files`).
     """
     policyfile.load([policies])
+    modules = function_files(source)
     stage = out / "scaler"
     if stage.exists():
         shutil.rmtree(stage)
@@ -137,7 +262,10 @@ def build(
                 zf.extractall(stage)
     prune_botocore_data(stage)
     shutil.copy2(source / "index.py", stage / "index.py")
-    _copy_tree(source / "edgescaler", stage / "edgescaler")
+    for path in modules:
+        target = stage / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
     (stage / "policies").mkdir()
     for f in policyfile.policy_files([policies]):
         shutil.copy2(f, stage / "policies" / f.name)

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 KMS_TTL = 300.0
 _kms_cache: SecretCache | None = None
 
+# The special characters ENS accepts in an instance password, and the only non-alphanumeric ones
+# it accepts. Source: ENS CreateInstance, parameter Password ("可以设置以下特殊符号"),
+# https://help.aliyun.com/document_detail/148919.html. The emulator checks the same rule with its
+# own copy (edgescaler/emulator/rules.py), on purpose: tests/unit/test_password_rule.py holds
+# both to the documented list.
 _SPECIAL = frozenset("()`~!@#$%^&*-_+=|{}[]:;'<>,.?/")
 
 

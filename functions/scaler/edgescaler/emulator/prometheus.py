@@ -1,0 +1,110 @@
+"""The scripted Prometheus: instant queries answered from the scenario's steps.
+
+The query must equal a metric key of the scenario (``timestamp(KEY)`` is answered too); the
+value is that of the last step naming the metric whose ``at`` has passed, rendered as Prometheus
+does (``"NaN"``, ``"+Inf"``); the sample timestamp is the evaluation time unless the step marks
+the metric stale. Anything else is an empty vector.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl
+
+from edgescaler.emulator.api import ApiError
+from edgescaler.emulator.config import ScenarioStep
+
+_TIMESTAMP_QUERY = re.compile(r"^timestamp\((.+)\)$")
+
+
+def _prom_value(value: float) -> str:
+    """Prometheus renders samples as strings: ``NaN``, ``+Inf``, ``-Inf``, shortest decimal."""
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def _prom_time(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    text = raw.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"cannot parse {raw!r} to a valid timestamp") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def read_request(method: str, raw_query: str, body: bytes) -> tuple[str, float | None]:
+    """The ``query`` and ``time`` (None: now) of a ``/api/v1/query`` request.
+
+    Raises :class:`ApiError` 405 for a method other than GET or POST, ``ValueError`` (Prometheus'
+    ``bad_data``, see :func:`bad_data`) for a missing query or an unparseable time.
+    """
+    # Prometheus decodes queries like Go's url.ParseQuery: "+" is a space, unlike signing.
+    params = dict(parse_qsl(raw_query, keep_blank_values=True))
+    if method == "POST":
+        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    elif method != "GET":
+        raise ApiError(405, "MethodNotAllowed", "use GET or POST")
+    query = params.get("query", "").strip()
+    if not query:
+        raise ValueError('invalid parameter "query": missing')
+    at = _prom_time(params["time"]) if params.get("time") else None
+    return query, at
+
+
+def bad_data(err: ValueError) -> dict[str, Any]:
+    """Prometheus' 400 answer to a request it cannot read."""
+    return {"status": "error", "errorType": "bad_data", "error": str(err)}
+
+
+def vector(result: list[dict[str, Any]]) -> dict[str, Any]:
+    """Prometheus' 200 answer carrying an instant vector."""
+    return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+def evaluate(
+    scenario: Sequence[ScenarioStep], start: float, query: str, at: float
+) -> list[dict[str, Any]]:
+    """The instant-vector result of ``query`` at wall time ``at``.
+
+    ``scenario`` is sorted by ``at``; ``start`` (wall seconds) is when it began. ``query`` must
+    equal a metric key of the scenario; ``timestamp(KEY)`` gives the sample timestamp of KEY as
+    its value. Anything else, or a metric with no value yet, is empty.
+    """
+    wrapped = _TIMESTAMP_QUERY.match(query)
+    key = wrapped.group(1).strip() if wrapped else query
+    found: tuple[float, float] | None = None  # (value, sample timestamp)
+    elapsed = at - start
+    for step in scenario:
+        if step.at > elapsed:
+            break
+        if key in step.values:
+            value = step.values[key]
+            if value is None:
+                found = None
+                continue
+            stamp = start + step.at - step.stale[key] if key in step.stale else at
+            found = (value, stamp)
+    if found is None:
+        return []
+    value, stamp = found
+    if wrapped:
+        return [{"metric": {}, "value": [round(at, 3), _prom_value(round(stamp, 3))]}]
+    return [{"metric": {"__name__": key}, "value": [round(stamp, 3), _prom_value(value)]}]
