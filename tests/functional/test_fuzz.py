@@ -108,6 +108,8 @@ ROUTES: dict[str, dict[str, Any]] = {
     "eventbridge": json.loads(load_event("eventbridge-alert.json")),
     "callback-json": json.loads(load_event("cloudmonitor-callback-seconds.json")),
     "manual": json.loads(load_event("manual-idempotent.json")),
+    "mns": json.loads(load_event("fc3-mns-topic-json.json")),
+    "fc3-http": json.loads(load_event("fc3-http-callback.json")),
 }
 FORM = dict(urllib.parse.parse_qsl(load_event("cloudmonitor-callback.form").decode()))
 
@@ -164,6 +166,15 @@ events = st.one_of(
 
 def _check_report(w: World, report: dict[str, Any], posts_before: int) -> None:
     assert isinstance(report, dict)
+    if "statusCode" in report:  # an FC 3.0 HTTP trigger event: the callback's answer
+        assert report["statusCode"] in {200, 400, 403, 405, 413}, report
+        payload = json.loads(report["body"])
+        if report["statusCode"] != 200:
+            assert len(w.posts()) == posts_before
+        if payload.get("error"):
+            assert len(payload["error"]) < 300 and "\n" not in payload["error"]
+        _assert_clean(json.dumps(report))
+        return
     error = report.get("error")
     if error is not None:
         assert isinstance(error, str) and "\n" not in error and len(error) < 300, error[:400]

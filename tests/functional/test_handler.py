@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-import logging
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,21 +69,25 @@ def context() -> FCContext:
     return FCContext("1-abc", FCCredentials("STS.handlerKeyId01", KEY_SECRET, STS_TOKEN))
 
 
-def test_fc_context_credentials_sign_the_calls_and_logs_go_to_root(
-    fc: tuple[Emulator, dict[str, str]], caplog: pytest.LogCaptureFixture
+def test_fc_context_credentials_sign_the_calls_and_the_report_is_logged_as_json_lines(
+    fc: tuple[Emulator, dict[str, str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     emu, env = fc
-    caplog.set_level(logging.INFO)
     report = handle(load_event("timer.json"), context(), env=env)  # no ALIBABA_CLOUD_* in env
     (o,) = report["outcomes"]
     assert (o["outcome"], o["add"]) == ("scaled", 2), o["reason"]
     assert len(emu.scale_out_calls()) == 1
-    ours = [r for r in caplog.records if r.name.startswith("edgescaler")]
-    lines = [r.getMessage() for r in ours if r.name == "edgescaler"]
-    assert lines[0].startswith("policy=fc-edge cluster=") and "outcome=scaled" in lines[0]
-    assert lines[-1].startswith("run trigger=timer policies=1 nodes_added=2")
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines()]  # every line is one JSON object
+    policy_line, summary = lines
+    assert policy_line["fc_request_id"] == "1-abc" and policy_line["trigger"] == "timer"
+    assert (policy_line["policy"], policy_line["cluster_id"]) == ("fc-edge", CLUSTER)
+    assert (policy_line["outcome"], policy_line["add"]) == ("scaled", 2)
+    assert policy_line["task_id"] == o["task_id"] and policy_line["reason"] == o["reason"]
+    assert summary["summary"] == "run trigger=timer policies=1 nodes_added=2 scaled=1"
+    assert summary["counts"] == {"scaled": 1} and summary["error"] is None
     for secret in (PASSWORD, KEY_SECRET, STS_TOKEN):
-        assert secret not in caplog.text
+        assert secret not in out
         assert secret not in str(report)
 
 

@@ -3,6 +3,8 @@ and FC 2.0 ``FC`` signatures), and the real handler running in-process against t
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import subprocess
@@ -52,7 +54,9 @@ def fc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
     with build_world(tmp_path, ["edge-a", "edge-b"]) as world:
 
         def function(event: bytes, context: Any) -> dict[str, Any]:
-            return handle(event, context, env=world.env, now=world.now)
+            # The function's stdout (its JSON log lines) goes to FC's logs, not to the caller.
+            with contextlib.redirect_stdout(io.StringIO()):
+                return handle(event, context, env=world.env, now=world.now)
 
         def broken(event: bytes, context: Any) -> None:
             raise ZeroDivisionError("division by zero")

@@ -238,7 +238,9 @@ def test_the_packaged_handler_runs_on_python_310(
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (o,) = json.loads(proc.stdout)["outcomes"]
+    *log_lines, last = proc.stdout.splitlines()  # the function's JSON log lines, then the report
+    assert [json.loads(line)["outcome"] for line in log_lines[:1]] == ["scaled"]
+    (o,) = json.loads(last)["outcomes"]
     assert (o["policy"], o["cluster_id"]) == ("beijing-edge", DEFAULT_CLUSTER_ID)
     # ceil(9.0 / 1.4) = 7 desired, 2 current: +5 (max_step 5)
     assert (o["outcome"], o["add"]) == ("scaled", 5), o["reason"]

@@ -58,6 +58,10 @@ MESSAGES = {
     "eventbridge-without-id": "EventBridge event: id is missing",
     "callback-bad-timestamp": "timestamp 'yesterday' is not epoch seconds or milliseconds",
     "form-not-a-callback": "not a CloudMonitor alert callback",
+    "mns-message-not-json": "MNS message: Message: not JSON",
+    "mns-message-not-a-string": "MNS message: Message must be a string",
+    "mns-without-rule-id": "CloudMonitor alert (MNS): ruleId is missing",
+    "mns-unknown-level": "unknown alarm state 'PANIC'",
 }
 
 
@@ -99,3 +103,46 @@ def test_callback_seconds_and_milliseconds_give_the_same_key() -> None:
 def test_oversized_event() -> None:
     with pytest.raises(EventError, match="larger than"):
         parse_event(b"{" + b" " * 300_000 + b"}")
+
+
+# -- alarms on every route ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "trigger", "key", "state"),
+    [
+        ("fc3-mns-topic-json.json", "mns", "mns:6CC4D900CA59A2CD-1-19A0B1C2D3E-200000001", "ALERT"),
+        ("fc3-mns-topic-json-attrs.json", "mns", "mns:", "ALERT"),
+        ("fc3-mns-topic-stream.json", "mns", "cloudmonitor:", "ALERT"),
+        ("fc3-mns-topic-stream-attrs.json", "mns", "cloudmonitor:", "ALERT"),
+        ("mns-alert-ok.json", "mns", "mns:", "OK"),
+        ("eventbridge-alert.json", "eventbridge", "eventbridge:acs.cms:", "ALERT"),
+        ("eventbridge-alert-ok.json", "eventbridge", "eventbridge:acs.cms:", "OK"),
+        (
+            "eventbridge-alert-insufficient-data.json",
+            "eventbridge",
+            "eventbridge:",
+            "INSUFFICIENT_DATA",
+        ),
+        ("cloudmonitor-callback.form", "cloudmonitor", "cloudmonitor:applyTemplate", "ALERT"),
+    ],
+)
+def test_every_alarm_route_yields_an_alarm(name: str, trigger: str, key: str, state: str) -> None:
+    request = parse_event(load_event(name))
+    assert request.trigger == trigger and request.event_key is not None
+    assert request.event_key.startswith(key)
+    alarm = request.alarm
+    assert alarm is not None and alarm.state == state and alarm.firing == (state == "ALERT")
+    assert alarm.rule_id == "applyTemplate1a2b3c4d-0000-1111-2222-333344445555"
+    assert alarm.metric == "CPUUtilization" and alarm.value == pytest.approx(91.37)
+    assert alarm.timestamp is not None and alarm.timestamp.year == 2025
+
+
+def test_a_redelivered_stream_message_has_the_same_key() -> None:
+    a = parse_event(load_event("fc3-mns-topic-stream.json"))
+    b = parse_event(load_event("fc3-mns-topic-stream-attrs.json"))  # same body, with attrs
+    assert (
+        a.event_key
+        == b.event_key
+        == "cloudmonitor:applyTemplate1a2b3c4d-0000-1111-2222-333344445555:WARN:1764227100000"
+    )

@@ -92,7 +92,7 @@ def format_report(rep: dict[str, Any]) -> str:
 
 
 def _run_event(args: argparse.Namespace, *, force_dry_run: bool) -> int:
-    from edgescaler.handler import handle
+    from edgescaler.handler import execute
 
     try:
         event = _read_event(args.event)
@@ -102,9 +102,10 @@ def _run_event(args: argparse.Namespace, *, force_dry_run: bool) -> int:
         if event.strip():
             return _fail("give either --event or --policy, not both")
         event = json.dumps({"policies": args.policy}).encode()
-    rep = handle(event, None, force_dry_run=force_dry_run)
+    report = execute(event, None, force_dry_run=force_dry_run)
+    rep = report.to_dict()
     print(json.dumps(rep, indent=2) if args.json else format_report(rep))
-    return EXIT_BAD_INPUT if rep.get("error") else EXIT_OK
+    return EXIT_BAD_INPUT if report.error else EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -1,11 +1,13 @@
-"""The FC entry point's body: event bytes in, run report out.
+"""The FC entry points' bodies: event bytes in, run report out.
 
-This module (with the CLI) is the only place that reads the environment, the clock and the policy
-files; it builds the dependencies and hands them to :mod:`edgescaler.pipeline`.
+This module (with the CLI) is where a run starts: it reads the environment (through
+:class:`~edgescaler.settings.Settings` and :class:`~edgescaler.runtime.Runtime`), the clock and
+the policy files, and hands the dependencies to :mod:`edgescaler.pipeline`.
 
-Logging goes through module loggers that propagate to the root logger, because FC installs its
-own handler there (request id, level, time); ``basicConfig`` would be a no-op under FC.
-:func:`edgescaler.logs.install` quiets header-dumping libraries and redacts every line.
+Logging: the run report goes out as JSON lines on stdout in the function and as text lines for
+the CLI (:func:`edgescaler.logs.write_report`); other messages go through module loggers that
+propagate to the root logger, where FC installs its own handler. :func:`edgescaler.logs.install`
+quiets header-dumping libraries and redacts every line.
 
 Nothing escapes :func:`handle` or :func:`handle_http` (``SystemExit``, FC's timeout signal,
 aside): an exception would make FC retry an async invocation with the same bad input. Bad input
@@ -16,23 +18,21 @@ Every run holds to a :class:`~edgescaler.deadline.Deadline` derived from the fun
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import os
 import time
-import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgescaler import logs, policyfile, triggers
+from edgescaler import callback, logs, policyfile, triggers
 from edgescaler.deadline import Deadline, budget
 from edgescaler.errors import ConfigError, EdgescalerError, EventError
 from edgescaler.outside import message
 from edgescaler.pipeline import Deps, run, select
-from edgescaler.report import OutcomeCode, RunReport
+from edgescaler.report import RunReport
 from edgescaler.runtime import Runtime
 from edgescaler.settings import Settings
 
@@ -60,23 +60,24 @@ def handle(
     *,
     env: Mapping[str, str] | None = None,
     now: Callable[[], datetime] = _now,
-    force_dry_run: bool = False,
     monotonic: Callable[[], float] = time.monotonic,
-    accept: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the pipeline for one event and return the report as a JSON-able dict (for FC).
+    """``index.handler``: one FC event in, a JSON-able dict out. Never raises (``SystemExit``,
+    FC's timeout signal, aside).
 
-    Never raises (``SystemExit`` aside); see :func:`execute`.
+    An FC 3.0 HTTP trigger event (the alert callback) gets an HTTP response dict
+    (:mod:`edgescaler.callback`); any other event runs the pipeline and gets the run report.
+    The report is also logged as JSON lines on stdout, for SLS.
     """
-    return execute(
-        event,
-        context,
-        env=env,
-        now=now,
-        force_dry_run=force_dry_run,
-        monotonic=monotonic,
-        accept=accept,
-    ).to_dict()
+    try:
+        http = callback.from_fc3_event(event)
+        if http is not None:
+            return callback.to_fc3_response(_callback(http, context, env, now))
+    except Exception as exc:  # the last line of defence: nothing escapes an FC entry point
+        log.error("callback failed: %s", message(f"{type(exc).__name__}: {exc}"))
+        return callback.to_fc3_response(callback.INTERNAL_ERROR)
+    report = execute(event, context, env=env, now=now, monotonic=monotonic, structured_logs=True)
+    return report.to_dict()
 
 
 def execute(
@@ -88,21 +89,32 @@ def execute(
     force_dry_run: bool = False,
     monotonic: Callable[[], float] = time.monotonic,
     accept: frozenset[str] | None = None,
+    structured_logs: bool = False,
 ) -> RunReport:
     """Run the pipeline for one event and return the typed report (the CLI formats it).
 
     ``accept`` limits the trigger kinds this entry runs (the alert callback accepts only
-    ``cloudmonitor``); any other is an error. Never raises (``SystemExit`` aside).
+    ``cloudmonitor``); any other is an error. ``structured_logs``: log the report as JSON lines
+    on stdout (the function) rather than text lines (the CLI). Never raises (``SystemExit``
+    aside).
     """
     started = _safe_now(now)
     try:
-        return _execute(event, context, env, now, started, force_dry_run, monotonic, accept)
+        report = _execute(event, context, env, now, started, force_dry_run, monotonic, accept)
     except Exception as exc:  # the last line of defence: nothing escapes an FC entry point
         text = message(f"internal error: {type(exc).__name__}: {exc}")
-        log.error("%s", text)
-        rep = RunReport("unknown", None, True, started_at=started, error=text)
-        rep.finished_at = _safe_now(now)
-        return rep
+        report = RunReport("unknown", None, True, started_at=started, error=text)
+        report.finished_at = _safe_now(now)
+    try:
+        logs.write_report(report, structured=structured_logs, request_id=_request_id(context))
+    except Exception:  # a closed stdout must not turn a finished run into a failure
+        log.error("could not write the run report's log lines")
+    return report
+
+
+def _request_id(context: Any) -> str | None:
+    rid = getattr(context, "request_id", None) or getattr(context, "requestId", None)
+    return message(rid, 80) if isinstance(rid, str) and rid else None
 
 
 def _safe_now(now: Callable[[], datetime]) -> datetime:
@@ -136,11 +148,9 @@ def _execute(
             )
         policies = select(policyfile.load([settings.policy_dir]), request)
     except EdgescalerError as exc:
-        rep = RunReport(
+        return RunReport(
             "unknown", None, True, started_at=started, finished_at=now(), error=message(exc)
         )
-        log.error("%s", rep.summary_line())
-        return rep
 
     dry_run = force_dry_run or (
         request.dry_run if request.dry_run is not None else settings.dry_run
@@ -155,23 +165,15 @@ def _execute(
             actuator=runtime.actuator(dry_run),
             deadline=deadline,
         )
-        rep = run(request, policies, deps, now=started, dry_run=dry_run)
+        report = run(request, policies, deps, now=started, dry_run=dry_run)
     except EdgescalerError as exc:
-        rep = RunReport(
+        report = RunReport(
             request.trigger, request.event_key, dry_run, started_at=started, error=message(exc)
         )
     finally:
         runtime.close()
-    rep.finished_at = now()
-    for outcome in rep.outcomes:
-        level = logging.ERROR if outcome.outcome == OutcomeCode.ERROR else logging.INFO
-        log.log(level, "%s", outcome.log_line())
-    log.log(logging.ERROR if rep.error else logging.INFO, "%s", rep.summary_line())
-    return rep
-
-
-MAX_CALLBACK_BYTES = 64 * 1024
-_CALLBACK_TRIGGERS = frozenset({"cloudmonitor"})
+    report.finished_at = now()
+    return report
 
 
 def handle_http(
@@ -181,84 +183,50 @@ def handle_http(
     env: Mapping[str, str] | None = None,
     now: Callable[[], datetime] = _now,
 ) -> list[bytes]:
-    """WSGI entry for CloudMonitor's alert callback (an FC HTTP trigger).
-
-    Only ``POST`` with a well-formed CloudMonitor callback body runs anything:
-
-    ========================================  =====================================
-    ``EDGESCALER_CALLBACK_TOKEN`` unset/bad   503, nothing runs
-    ``?token=`` missing or wrong              403 (CloudMonitor cannot sign callbacks)
-    method other than POST                    405 with ``Allow: POST``
-    missing/invalid ``Content-Length``        400
-    body larger than 64 KiB                   413
-    empty body, or not a callback             400 with the one-line reason
-    a well-formed callback                    200 with the run's summary (its event key
-                                              deduplicates CloudMonitor's retries)
-    anything unexpected                       500; no exception escapes
-    ========================================  =====================================
-    """
+    """``index.http_handler``: the alert callback through FC 2.0's WSGI call (the rules are
+    :mod:`edgescaler.callback`'s). No exception escapes."""
     sent: list[bool] = []
 
-    def answer(
-        status: str, payload: dict[str, Any], extra: Sequence[tuple[str, str]] = ()
-    ) -> list[bytes]:
-        body = json.dumps(payload).encode()
+    def answer(response: callback.HttpResponse) -> list[bytes]:
+        body = json.dumps(response.payload).encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-        start_response(status, [*headers, *extra])
+        start_response(response.status_line, [*headers, *response.headers])
         sent.append(True)
         return [body]
 
     try:
-        return _handle_http(environ, answer, env, now)
+        request = callback.from_wsgi(environ)
+        return answer(_callback(request, environ.get("fc.context"), env, now))
     except Exception as exc:
         log.error("callback failed: %s", message(f"{type(exc).__name__}: {exc}"))
         if sent:  # start_response itself failed: nothing more can be sent
             return [b""]
         try:
-            return answer("500 Internal Server Error", {"error": "internal error"})
+            return answer(callback.INTERNAL_ERROR)
         except Exception:
             return [b""]
 
 
-def _handle_http(
-    environ: Mapping[str, Any],
-    answer: Callable[..., list[bytes]],
+def _callback(
+    request: callback.HttpRequest,
+    context: Any,
     env: Mapping[str, str] | None,
     now: Callable[[], datetime],
-) -> list[bytes]:
+) -> callback.HttpResponse:
     logs.install()
     env = os.environ if env is None else env
     try:
         expected = Settings.from_env(env).callback_token
     except ConfigError as exc:
         log.error("callback refused: %s", message(exc))
-        return answer("503 Service Unavailable", {"error": "callback not configured"})
-    if expected is None:
-        log.error("callback refused: EDGESCALER_CALLBACK_TOKEN is not set")
-        return answer("503 Service Unavailable", {"error": "callback not configured"})
-    query = urllib.parse.parse_qs(str(environ.get("QUERY_STRING", ""))[:4096])
-    given = (query.get("token") or [""])[-1]
-    if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.reveal().encode()):
-        log.warning("callback refused: bad token")
-        return answer("403 Forbidden", {"error": "forbidden"})
-    method = str(environ.get("REQUEST_METHOD", "")).upper()
-    if method != "POST":
-        return answer(
-            "405 Method Not Allowed", {"error": "only POST is accepted"}, [("Allow", "POST")]
+        return callback.HttpResponse(503, {"error": "callback not configured"})
+
+    def run_body(body: bytes) -> RunReport:
+        return execute(
+            body, context, env=env, now=now, accept=callback.TRIGGERS, structured_logs=True
         )
-    raw_length = str(environ.get("CONTENT_LENGTH") or "").strip()
-    if not raw_length.isdigit() or len(raw_length) > 12:
-        return answer("400 Bad Request", {"error": "missing or invalid Content-Length"})
-    length = int(raw_length)
-    if length > MAX_CALLBACK_BYTES:
-        return answer("413 Payload Too Large", {"error": "body too large"})
-    stream = environ.get("wsgi.input")
-    body = stream.read(length) if stream is not None and length > 0 else b""
-    if not isinstance(body, bytes) or not body.strip():
-        return answer("400 Bad Request", {"error": "empty body: expected a CloudMonitor alert"})
-    report = handle(body, environ.get("fc.context"), env=env, now=now, accept=_CALLBACK_TRIGGERS)
-    status = "400 Bad Request" if report.get("error") else "200 OK"
-    return answer(status, {"summary": report["summary"], "error": report.get("error")})
+
+    return callback.respond(request, expected, run_body)
 
 
 def _default_policy_dir() -> Path:

@@ -1,4 +1,11 @@
-"""Logging hygiene: third-party loggers that dump headers stay quiet, and every line is redacted.
+"""Logging: the run report as log lines, and hygiene (quiet header dumpers, every line redacted).
+
+:func:`write_report` writes one line per policy outcome and one summary line. In the function
+(``structured=True``) each line is one JSON object on stdout, which FC forwards to SLS verbatim
+(the root logger would prefix its own time and request id, so a line would not be JSON): the FC
+request id, trigger, event key, policy, cluster, outcome, add, task id, request id, reason. For
+the CLI the same lines are plain text through the ``edgescaler`` logger. Nothing in them is
+secret: they are built from the report, whose texts are redacted.
 
 Some libraries log request headers at DEBUG — botocore prints ``x-amz-security-token`` on every
 request, urllib3/httpcore print connection details, ``aliyun-fc2`` dumps its request (token
@@ -14,8 +21,12 @@ CLI before any work) does two things, idempotently:
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
+from typing import IO, Any
 
+from edgescaler.report import OutcomeCode, RunReport
 from edgescaler.sensitive import redact
 
 # Loggers known to log headers, bodies or URLs with credentials at DEBUG/INFO.
@@ -64,3 +75,66 @@ def install(root: logging.Logger | None = None) -> None:
     for handler in root.handlers:
         if _FILTER not in handler.filters:
             handler.addFilter(_FILTER)
+
+
+_log = logging.getLogger("edgescaler")
+
+
+def report_lines(report: RunReport, request_id: str | None) -> list[dict[str, Any]]:
+    """The structured lines of ``report``: one per outcome, then the summary."""
+    base = {
+        "fc_request_id": request_id,
+        "trigger": report.trigger,
+        "event_key": report.event_key,
+        "dry_run": report.dry_run,
+    }
+    lines: list[dict[str, Any]] = []
+    for o in report.outcomes:
+        d = o.to_dict()
+        lines.append(
+            {
+                "level": "ERROR" if o.outcome == OutcomeCode.ERROR else "INFO",
+                **base,
+                "policy": d["policy"],
+                "cluster_id": d["cluster_id"],
+                "outcome": d["outcome"],
+                "add": d["add"],
+                "task_id": d["task_id"],
+                "request_id": d["request_id"],
+                "reason": d["reason"],
+            }
+        )
+    summary = report.to_dict()
+    lines.append(
+        {
+            "level": "ERROR" if report.error else "INFO",
+            **base,
+            "summary": summary["summary"],
+            "policies": len(report.outcomes),
+            "nodes_added": sum(o.add for o in report.outcomes if o.outcome == OutcomeCode.SCALED),
+            "counts": report.counts(),
+            "error": summary["error"],
+            "note": summary["note"],
+        }
+    )
+    return lines
+
+
+def write_report(
+    report: RunReport,
+    *,
+    structured: bool,
+    request_id: str | None = None,
+    stream: IO[str] | None = None,
+) -> None:
+    """Log ``report``: JSON lines on ``stream`` (stdout) when ``structured``, else text lines."""
+    if structured:
+        out = stream or sys.stdout
+        for line in report_lines(report, request_id):
+            out.write(redact(json.dumps(line, ensure_ascii=False)) + "\n")
+        out.flush()
+        return
+    for o in report.outcomes:
+        level = logging.ERROR if o.outcome == OutcomeCode.ERROR else logging.INFO
+        _log.log(level, "%s", o.log_line())
+    _log.log(logging.ERROR if report.error else logging.INFO, "%s", report.summary_line())

@@ -65,6 +65,7 @@ FUNCTION_MODULES = frozenset(
         "edgescaler",
         "edgescaler.activity",
         "edgescaler.actuator",
+        "edgescaler.callback",
         "edgescaler.codes",
         "edgescaler.deadline",
         "edgescaler.decision",
