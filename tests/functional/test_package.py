@@ -29,6 +29,8 @@ from edgescaler.emulator import (
     ScenarioStep,
 )
 from edgescaler.errors import ConfigError
+from tests.support.kms import FakeKMS
+from tests.support.loopback import serve
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "functions" / "scaler"
@@ -215,28 +217,13 @@ def test_the_packaged_handler_runs_on_python_310(
         zf.extractall(code)
     emu = emulator_for_example_policy
     config = EmulatorConfig()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "EDGESCALER_POLICY_DIR": str(code / "policies"),
-        "EDGESCALER_STORE": f"sqlite:///{tmp_path / 'fc.db'}",
-        "EDGESCALER_PROMETHEUS_URL": emu.url,
-        "EDGESCALER_CS_ENDPOINT": emu.url,
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": config.access_key_id,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": config.access_key_secret,
-        "ENS_LOGIN_PASSWORD": "Packaged-Passw0rd",
-    }
-    script = (
-        "import sys, json; sys.path.insert(0, sys.argv[1]); import index; "
-        "print(json.dumps(index.handler(b'', None)))"
-    )
-    proc = subprocess.run(
-        [interpreter, "-S", "-c", script, str(code)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    # The example policy reads its password from KMS: a fake KMS that checks every signature.
+    kms = FakeKMS(keys={config.access_key_id: config.access_key_secret}, region="cn-beijing")
+    kms.put("edgescaler/ens-login-password", "Packaged-Passw0rd")
+    with serve(kms) as kms_url:
+        proc = _run_packaged_handler(interpreter, code, emu, config, kms_url, tmp_path)
+    assert kms.fetches("edgescaler/ens-login-password") == 1
+    assert all(not c.problems for c in kms.calls)
     assert proc.returncode == 0, proc.stderr[-2000:]
     *log_lines, last = proc.stdout.splitlines()  # the function's JSON log lines, then the report
     assert [json.loads(line)["outcome"] for line in log_lines[:1]] == ["scaled"]
@@ -245,6 +232,40 @@ def test_the_packaged_handler_runs_on_python_310(
     # ceil(9.0 / 1.4) = 7 desired, 2 current: +5 (max_step 5)
     assert (o["outcome"], o["add"]) == ("scaled", 5), o["reason"]
     assert len(emu.scale_out_calls()) == 1
+    assert "Packaged-Passw0rd" not in proc.stdout + proc.stderr
+
+
+def _run_packaged_handler(
+    interpreter: str,
+    code: Path,
+    emu: Emulator,
+    config: EmulatorConfig,
+    kms_url: str,
+    tmp_path: Path,
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "EDGESCALER_POLICY_DIR": str(code / "policies"),
+        "EDGESCALER_STORE": f"sqlite:///{tmp_path / 'fc.db'}",
+        "EDGESCALER_PROMETHEUS_URL": emu.url,
+        "EDGESCALER_CS_ENDPOINT": emu.url,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": config.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": config.access_key_secret,
+        "EDGESCALER_KMS_ENDPOINT": kms_url,
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    script = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]); import index; "
+        "print(json.dumps(index.handler(b'', None)))"
+    )
+    return subprocess.run(
+        [interpreter, "-S", "-c", script, str(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
 
 
 # -- the stores from the package, under Python 3.10 ------------------------------------------
