@@ -951,3 +951,36 @@ def test_a_hostile_2xx_body_is_a_transport_error_not_a_crash(body: bytes) -> Non
     with client(App(httpx.Response(202, content=body))) as c:
         exc = raised(CSTransportError, lambda: c.scale_out(CLUSTER, BODY))
     assert exc.may_have_acted is True and "acceptable JSON" in str(exc)
+
+
+def test_a_get_and_its_retries_get_twice_one_exchange_at_most() -> None:
+    """Every answer late: not four read timeouts in a row, two exchanges' worth at most."""
+    now = [0.0]
+    slept = Sleeps()
+
+    def late(request: httpx.Request) -> httpx.Response:
+        now[0] += 10.0  # each attempt burns one full read timeout
+        raise httpx.ReadTimeout("timed out")
+
+    def pause(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    from edgescaler.deadline import Deadline
+
+    run = Deadline(1000, clock=lambda: now[0])
+    app = App(late)
+    with cs.CSClient(
+        REGION,
+        sts,
+        transport=httpx.MockTransport(app),
+        sleep=pause,
+        rng=random.Random(7),
+        deadline=run,
+        connect_timeout=5,
+        read_timeout=10,
+        max_retries=3,
+    ) as c:
+        raised(CSTransportError, lambda: c.describe_task("T-1"))
+    assert len(app.seen) == 3  # 10 s + pause + 10 s + pause + 10 s > 30 s budget: no 4th
+    assert now[0] <= 2 * (5 + 10) + 10

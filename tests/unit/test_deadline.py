@@ -142,3 +142,14 @@ def test_a_throttled_call_holds_until_retry_at_and_is_no_failure() -> None:
     later = guard.check(policy, acts, now=builders.NOW + timedelta(seconds=21))
     assert later.allowed  # no cooldown (nothing was added), no provisioning backoff
     assert guard.nodes_added(acts, builders.NOW - timedelta(hours=1)) == 0
+
+
+def test_within_is_the_earlier_of_two_deadlines_on_the_same_clock() -> None:
+    clock = Clock()
+    run = Deadline(10, clock=clock)
+    call = run.within(30)
+    assert call.remaining() == pytest.approx(10)  # the run's end comes first
+    short = run.within(3)
+    assert short.remaining() == pytest.approx(3)
+    clock.t += 4
+    assert short.expired and not run.expired

@@ -54,6 +54,13 @@ class Deadline:
         """A deadline a day away: for tools and tests that do not care."""
         return cls(86400.0)
 
+    def within(self, seconds: float) -> Deadline:
+        """A deadline ``seconds`` from now, or this one if it comes first (same clock)."""
+        earlier = Deadline(max(seconds, 1e-9), clock=self._clock)
+        earlier._at = min(earlier._at, self._at)
+        earlier.seconds = self.seconds if earlier._at == self._at else seconds
+        return earlier
+
     def remaining(self) -> float:
         """Seconds left, never negative."""
         return max(0.0, self._at - self._clock())

@@ -52,7 +52,7 @@ class Outcome:
         return {
             "policy": self.policy,
             "cluster_id": self.cluster_id,
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "add": self.add,
             "task_id": self.task_id,
             "request_id": self.request_id,

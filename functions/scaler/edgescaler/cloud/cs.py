@@ -99,6 +99,7 @@ _REGION_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _OVERRIDE_RE = re.compile(r"^https?://[^/\s?#]+(?:/[^\s?#]*)?$")
 
 _USER_AGENT = f"edgescaler/{__version__}"
+RETRY_BUDGET_FACTOR = 2.0
 _MAX_ERROR_TEXT = 200
 _MAX_NODE_PAGES = 1000  # 100 000 nodes: far above any CS node quota; guards against a bad total
 
@@ -315,11 +316,12 @@ class CSClient:
     ``x-acs-retry-after`` (capped at ``backoff_max``). ``sleep``, ``rng``, ``clock``, ``nonce``
     and ``transport`` are the seams for tests.
 
-    Limits: an answer larger than ``max_answer_bytes`` is abandoned; with a ``deadline``, a GET
-    (every attempt and every pause between them) gets at most the run's time left, and its
-    body is abandoned when that is up. The ScaleOutCluster POST is never shortened by the
-    deadline (that would make its outcome unknown): the caller only starts it when its full
-    ``connect_timeout + read_timeout`` fits, and its body must arrive within that time.
+    Limits: an answer larger than ``max_answer_bytes`` is abandoned; a GET (every attempt and
+    every pause between them) gets at most twice ``connect_timeout + read_timeout``, and never
+    more than the ``deadline``'s time left; its body is abandoned when that is up. The
+    ScaleOutCluster POST is never shortened by the deadline (that would make its outcome
+    unknown): the caller only starts it when its full ``connect_timeout + read_timeout`` fits,
+    and its body must arrive within that time.
     """
 
     def __init__(
@@ -523,31 +525,34 @@ class CSClient:
     def _get(
         self, action: str, path: str, query: Mapping[str, str | int | None] | None = None
     ) -> dict[str, Any]:
+        # A GET with its retries gets at most twice one exchange's timeouts (and never past the
+        # run's deadline): a server answering every read late is not waited on four times over.
+        budget = RETRY_BUDGET_FACTOR * (self._connect_timeout + self._read_timeout)
+        limit = self._deadline.within(budget) if self._deadline is not None else Deadline(budget)
         attempt = 0
         while True:
             retry_after: float | None = None
             try:
-                answer = self._send_once(action, "GET", path, query=query, attempt=attempt)
+                answer = self._send_once(
+                    action, "GET", path, query=query, attempt=attempt, limit=limit
+                )
                 retry_after = _retry_after_seconds(answer)
                 return self._check(action, answer, attempt=attempt)
             except CSApiError as exc:
                 if not exc.retryable or attempt >= self._max_retries:
                     raise
             except CSTransportError:
-                if attempt >= self._max_retries or self._past_deadline():
+                if attempt >= self._max_retries or limit.expired:
                     raise
             pause = self._delay(attempt, retry_after)
-            if self._deadline is not None and not self._deadline.allows(pause + 0.1):
+            if not limit.allows(pause + 0.1):
                 raise CSTransportError(
                     action=action,
-                    detail=f"GET {path}: giving up retries: the run deadline is near",
+                    detail=f"GET {path}: giving up retries: out of time (call or run deadline)",
                     may_have_acted=False,
                 )
             self._sleep(pause)
             attempt += 1
-
-    def _past_deadline(self) -> bool:
-        return self._deadline is not None and self._deadline.expired
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         cap = min(self._backoff_max, self._backoff_base * 2**attempt)
@@ -566,6 +571,7 @@ class CSClient:
         content: bytes | None = None,
         attempt: int,
         secrets: Iterable[Any] = (),
+        limit: Deadline | None = None,
     ) -> _Answer:
         qs = encode_query(query) if query else ""
         # Built as a string, not with params=: httpx would encode spaces as "+", not as signed.
@@ -574,12 +580,12 @@ class CSClient:
         if content is not None:
             headers["content-type"] = "application/json; charset=utf-8"
         # The whole exchange's time: the POST's full timeouts (never shortened, see the class
-        # docstring); a GET's, capped by the run deadline.
+        # docstring); a GET's, capped by its call's limit (the run deadline included).
         total = self._connect_timeout + self._read_timeout
         timeout: Any = httpx.USE_CLIENT_DEFAULT
-        if method != "POST" and self._deadline is not None:
+        if method != "POST" and limit is not None:
             try:
-                total = self._deadline.timeout(total)
+                total = limit.timeout(total)
             except DeadlineExceeded:
                 raise CSTransportError(
                     action=action,
