@@ -19,6 +19,9 @@ from edgescaler.errors import PolicyError, Problem
 from edgescaler.policy import FieldError, Policy
 
 SUFFIXES = (".yaml", ".yml")
+# Policy unit tests live beside their policy as NAME.test.yaml (see edgescaler.policytest).
+TEST_SUFFIXES = (".test.yaml", ".test.yml")
+RULE_TYPES = ("target_tracking", "step", "threshold", "predictive")
 
 Loc = tuple[str | int, ...]
 
@@ -72,7 +75,7 @@ def _data_path(data: Any, loc: Sequence[str | int]) -> Loc:
             path.append(part)
         elif isinstance(cur, dict) and isinstance(part, str) and part not in cur:
             # A missing field, or a tagged-union discriminator: keep field names, skip tags.
-            if part in ("target_tracking", "step", "threshold") and cur.get("type") == part:
+            if part in RULE_TYPES and cur.get("type") == part:
                 continue
             path.append(part)
             cur = None
@@ -144,13 +147,25 @@ def parse(text: str, file: str) -> Policy:
     return policy
 
 
+def is_test_file(path: Path) -> bool:
+    """``NAME.test.yaml``: a policy's unit tests, not a policy."""
+    return path.name.endswith(TEST_SUFFIXES)
+
+
 def policy_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand directories into their ``*.yaml``/``*.yml`` files (sorted); keep files as given."""
+    """Expand directories into their ``*.yaml``/``*.yml`` files (sorted), leaving out policy
+    tests (``*.test.yaml``); keep files as given."""
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if f.suffix in SUFFIXES and f.is_file()))
+            out.extend(
+                sorted(
+                    f
+                    for f in p.iterdir()
+                    if f.suffix in SUFFIXES and not is_test_file(f) and f.is_file()
+                )
+            )
         elif p.is_file():
             out.append(p)
         else:
