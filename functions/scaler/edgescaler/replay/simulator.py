@@ -289,14 +289,20 @@ def simulate(
 
 
 def _history(grid: Grid, i: int, h: _HistoryFeed) -> Series:
-    """The trace as a ``query_range`` at ``now = t_i + interval`` would return it."""
-    k = min(h.points - 1, i // h.stride)
-    j0 = i - k * h.stride
+    """The trace as the pipeline's ``query_range`` at ``now = t_i + interval`` returns it: every
+    ``step`` up to the newest multiple of ``step`` (Unix time) at or before ``now``, over the
+    rule's window. Grid point ``j`` is the sample read at ``t_j + interval``."""
+    step = grid.interval * h.stride
+    now = grid.start + (i + 1) * grid.interval
+    newest = math.floor(now / step + 1e-9) * step
+    j = round((newest - grid.start) / grid.interval) - 1
+    k = min(h.points - 1, j // h.stride) if j >= 0 else -1
+    j0 = j - k * h.stride
     return Series(
         h.metric,
         at(grid.start + (j0 + 1) * grid.interval),
-        timedelta(seconds=grid.interval * h.stride),
-        grid.values[j0 : i + 1 : h.stride],
+        timedelta(seconds=step),
+        grid.values[j0 : j + 1 : h.stride] if j >= 0 else [],
     )
 
 
