@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         grid = to_grid(load(args.traces / b.file, b.column), 60.0)
         setup = Setup(per_node=b.per_node)
-        print(f"{b.name}: {b.file} column {b.column}, per_node {b.per_node:g}, seeds 1-{args.seeds}")
+        print(
+            f"{b.name}: {b.file} column {b.column}, per_node {b.per_node:g}, seeds 1-{args.seeds}"
+        )
         print(head)
         results: list[tuple[str, Comparison, float]] = []
         base: Comparison | None = None

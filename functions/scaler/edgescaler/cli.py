@@ -204,6 +204,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return command.run(args)
 
 
+def cmd_test_policies(args: argparse.Namespace) -> int:
+    from edgescaler import policytest
+
+    return policytest.main(args.paths, verbose=args.verbose_cases)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgescaler",
@@ -270,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay_command.add_arguments(p)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser(
+        "test-policies", help="run the policy tests (NAME.test.yaml) beside policy files"
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="directories or *.test.yaml files")
+    p.add_argument("-v", dest="verbose_cases", action="store_true", help="one line per case")
+    p.set_defaults(func=cmd_test_policies)
     return parser
 
 

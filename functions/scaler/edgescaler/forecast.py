@@ -33,9 +33,10 @@ past level carried over).
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import median
@@ -108,9 +109,22 @@ def _steps(d: timedelta, step: float) -> int:
 
 
 def _present(values: Sequence[float | None]) -> list[float]:
-    if None not in values:  # the common case, at C speed
-        return list(values)  # type: ignore[arg-type]
     return [v for v in values if v is not None]
+
+
+# Gaps are rare, so the helpers below first try the gap-free computation at C speed: a None
+# anywhere makes it raise TypeError (None does not compare or subtract), and only then do they
+# take the slow path that skips gaps.
+
+
+def _tail_max(values: Sequence[float | None], end: int, n: int) -> float | None:
+    """The highest non-gap value of the ``n`` points ending at ``end``."""
+    seg = values[max(0, end - n + 1) : end + 1]
+    try:
+        return max(seg) if seg else None  # type: ignore[type-var]
+    except TypeError:
+        present = _present(seg)
+        return max(present) if present else None
 
 
 def _tail(values: Sequence[float | None], end: int, n: int) -> list[float]:
@@ -125,9 +139,11 @@ def _block_stats(
     the last block ends at ``hi - 1``; None for an empty (all-gap) block."""
     start = hi - ((hi - lo) // block) * block
     seg = values[start:hi]
-    f = max if fn == "max" else median
-    if None not in seg:  # the common case: whole blocks at C speed
-        return list(map(f, zip(*[iter(seg)] * block, strict=True)))  # type: ignore[call-overload]
+    f: Callable[[Sequence[float]], float] = max if fn == "max" else median
+    try:
+        return list(map(f, zip(*[iter(seg)] * block, strict=True)))
+    except TypeError:
+        pass
     out: list[float | None] = []
     for i in range(0, len(seg), block):
         chunk = _present(seg[i : i + block])
@@ -139,14 +155,12 @@ def noise(values: Sequence[float | None], end: int, n: int) -> float | None:
     """Robust standard deviation of single samples over the ``n`` points ending at ``end``:
     the median absolute first difference x 1.4826 / sqrt 2 (None with too few pairs)."""
     seg = values[max(0, end - n + 1) : end + 1]
-    if None in seg:
+    try:
+        diffs: list[float] = sorted(map(abs, map(operator.sub, seg[1:], seg)))
+    except TypeError:
         diffs = sorted(
-            abs(b - a)
-            for a, b in zip(seg, seg[1:], strict=False)
-            if a is not None and b is not None
+            abs(b - a) for a, b in itertools.pairwise(seg) if a is not None and b is not None
         )
-    else:
-        diffs = sorted(map(abs, map(operator.sub, seg[1:], seg)))  # type: ignore[arg-type]
     if len(diffs) < MIN_NOISE_POINTS:
         return None
     return median(diffs) * MAD_TO_SIGMA / math.sqrt(2)
@@ -157,7 +171,7 @@ def block_slope(values: Sequence[float | None], end: int, n: int, block: int) ->
     between consecutive ``block`` medians. A level shift moves one of them, a trend all."""
     meds = _block_stats(values, max(0, end - n + 1), end + 1, block, "median")
     diffs = [
-        (b - a) / block for a, b in zip(meds, meds[1:], strict=False) if a is not None and b is not None
+        (b - a) / block for a, b in itertools.pairwise(meds) if a is not None and b is not None
     ]
     if len(diffs) < MIN_TREND_BLOCKS - 1:
         return None
@@ -184,15 +198,14 @@ def surprise(
     above its high of one horizon within the next horizon: at every block boundary s with a
     whole horizon after it, max(values[s+1 .. s+horizon]) - max(values[s-horizon+1 .. s]).
     Returns (quantile, samples), or None with too few samples."""
-    maxes = [
-        -math.inf if m is None else m
-        for m in _block_stats(values, max(0, end - window + 1), end + 1, block, "max")
-    ]
+    blocks = _block_stats(values, max(0, end - window + 1), end + 1, block, "max")
+    gaps = None in blocks
+    maxes: list[float] = [-math.inf if m is None else m for m in blocks] if gaps else blocks  # type: ignore[assignment]
     per = max(1, horizon // block)  # blocks per horizon
     # the highest block max of the `per` blocks starting at each block
     ahead = list(map(max, *(maxes[k:] for k in range(per))))
     out = list(map(operator.sub, ahead[per:], ahead))
-    if -math.inf in maxes:  # a horizon without any sample on either side says nothing
+    if gaps:  # a horizon without any sample on either side says nothing
         out = [d for d in out if math.isfinite(d)]
     if len(out) < MIN_SURPRISE_SAMPLES:
         return None
@@ -220,7 +233,18 @@ def forecast(series: Series, params: ForecastParams, *, now: datetime | None = N
     if not recent:
         nan = math.nan
         return Forecast(
-            at, params.horizon, points, nan, 0.0, 0.0, 0.0, 0.0, nan, nan, None, 0,
+            at,
+            params.horizon,
+            points,
+            nan,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            nan,
+            nan,
+            None,
+            0,
             ("no sample in the level window",),
         )
     level = median(recent)
@@ -260,19 +284,26 @@ def forecast(series: Series, params: ForecastParams, *, now: datetime | None = N
     jump = 0.0
     if params.surprise_quantile is not None:
         got = surprise(
-            values, end, _steps(params.surprise_window, step), horizon, block,
+            values,
+            end,
+            _steps(params.surprise_window, step),
+            horizon,
+            block,
             params.surprise_quantile,
         )
         if got is not None:
             jump = max(0.0, got[0])
             basis.append(f"surprise: q{params.surprise_quantile:g} of {got[1]}")
-            high = max(_tail(values, end, horizon))
+            high = _tail_max(values, end, horizon)
+            if high is None:  # a level window longer than the horizon
+                high = level
             bound = max(bound, high + jump)
 
     cap: float | None = None
     growth_n = _steps(params.growth_window, step)
     if params.max_growth is not None and end + 1 >= growth_n:
-        limit = max(_tail(values, end, growth_n)) * (1 + params.max_growth)
+        top = _tail_max(values, end, growth_n)
+        limit = (level if top is None else top) * (1 + params.max_growth)
         if bound > limit:
             bound, cap = limit, limit
             basis.append("growth limit")

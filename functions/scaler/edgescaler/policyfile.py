@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from edgescaler.errors import PolicyError, Problem
 from edgescaler.policy import FieldError, Policy
@@ -115,6 +115,15 @@ def _message(err: Any) -> tuple[Loc, str]:
 
 def parse(text: str, file: str) -> Policy:
     """Validate one policy document. Raises PolicyError listing every problem found."""
+    return validate(text, file, Policy, "policy")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(text: str, file: str, model: type[M], what: str) -> M:
+    """Validate the YAML document ``text`` as ``model`` (a ``what``, for messages), with every
+    problem located as ``file:line: field: message``. Raises PolicyError."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -123,10 +132,10 @@ def parse(text: str, file: str) -> Policy:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PolicyError([Problem(file, line, "", f"invalid YAML: {problem}")]) from None
     if node is None:
-        raise PolicyError([Problem(file, None, "", "empty file; expected one policy mapping")])
+        raise PolicyError([Problem(file, None, "", f"empty file; expected one {what} mapping")])
     if not isinstance(node, yaml.MappingNode):
         raise PolicyError(
-            [Problem(file, node.start_mark.line + 1, "", "expected a mapping (one policy)")]
+            [Problem(file, node.start_mark.line + 1, "", f"expected a mapping (one {what})")]
         )
     builder = _Builder()
     data = builder.build(node)
@@ -135,7 +144,7 @@ def parse(text: str, file: str) -> Policy:
         Problem(file, lines.get(loc), _dotted(loc), "duplicate key") for loc in builder.duplicates
     ]
     try:
-        policy = Policy.model_validate(data)
+        result = model.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             loc, msg = _message(err)
@@ -144,7 +153,20 @@ def parse(text: str, file: str) -> Policy:
         raise PolicyError(sorted(problems, key=lambda p: (p.line or 0, p.field))) from None
     if problems:
         raise PolicyError(problems)
-    return policy
+    return result
+
+
+def line_of(text: str, loc: Loc) -> int | None:
+    """The line of ``loc`` (a path of keys and indexes) in the YAML document ``text``."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    if node is None:
+        return None
+    builder = _Builder()
+    builder.build(node)
+    return _line_for(builder.lines, loc)
 
 
 def is_test_file(path: Path) -> bool:

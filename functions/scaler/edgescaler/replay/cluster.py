@@ -45,9 +45,7 @@ class JoinDelay:
         except ValueError:
             mins = []
         if not 1 <= len(mins) <= 2 or any(m.total_seconds() % 60 for m in mins):
-            raise ReplayError(
-                f"--join-delay: {text!r} is not whole minutes like 10m or 5m-20m"
-            )
+            raise ReplayError(f"--join-delay: {text!r} is not whole minutes like 10m or 5m-20m")
         low, high = (int(m.total_seconds() // 60) for m in (mins[0], mins[-1]))
         if low > high:
             raise ReplayError(f"--join-delay: {text!r}: the lower bound is above the upper one")

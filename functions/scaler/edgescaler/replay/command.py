@@ -106,7 +106,12 @@ def format_table(c: Comparison, policy_name: str) -> str:
     rows.append(("oracle", c.oracle))
     head = ("", "unmet node-min", "unmet min", "nodes added", "node-hours", "calls", "max step")
     widths = [max(len(r[0]) for r in rows) + 2, 15, 10, 12, 12, 7, 9]
-    out = ["".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(head, widths, strict=True)))]
+    out = [
+        "".join(
+            h.rjust(w) if i else h.ljust(w)
+            for i, (h, w) in enumerate(zip(head, widths, strict=True))
+        )
+    ]
     for name, s in rows:
         cells = [
             name,

@@ -1,8 +1,8 @@
 """Errors of ``edgescaler replay``; each renders as one line naming the file or option.
 
-    EdgescalerError
-    └── ReplayError        a replay that cannot run as asked (an option, a policy it cannot replay)
-        └── TraceError     a trace file that cannot be read or parsed (names file and row)
+EdgescalerError
+└── ReplayError        a replay that cannot run as asked (an option, a policy it cannot replay)
+    └── TraceError     a trace file that cannot be read or parsed (names file and row)
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ matplotlib is an optional extra (``pip install 'edgescaler[replay]'``), imported
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -43,9 +44,7 @@ def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise ReplayError(
-            "--plot needs matplotlib: pip install 'edgescaler[replay]'"
-        ) from None
+        raise ReplayError("--plot needs matplotlib: pip install 'edgescaler[replay]'") from None
     matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
 
@@ -64,7 +63,9 @@ def _buckets(n: int, width: int) -> list[tuple[int, int]]:
     return [(i, min(n, i + size)) for i in range(0, n, size)]
 
 
-def _reduce(values: Sequence[float | int | None], spans: list[tuple[int, int]], fn: Any) -> list[float]:
+def _reduce(
+    values: Sequence[float | int | None], spans: list[tuple[int, int]], fn: Any
+) -> list[float]:
     out = []
     for a, b in spans:
         chunk = [v for v in values[a:b] if v is not None]
@@ -75,7 +76,9 @@ def _reduce(values: Sequence[float | int | None], spans: list[tuple[int, int]], 
 def _worst_window(tl: Timeline, points: int) -> tuple[int, int]:
     """A ``points``-long stretch centred on the third of that length with the most unmet
     node-minutes of ``tl`` (the hardest moment, with its run-up and aftermath)."""
-    unmet = [max(0, d - r) if d is not None else 0 for d, r in zip(tl.demand, tl.ready, strict=True)]
+    unmet = [
+        max(0, d - r) if d is not None else 0 for d, r in zip(tl.demand, tl.ready, strict=True)
+    ]
     n = len(unmet)
     if n <= points:
         return 0, n
@@ -117,29 +120,79 @@ def draw(result: Comparison, grid: Grid, setup: Setup, policy: Policy, out: Path
     xs = _x(grid, [tl.times[a] for a, _ in spans])
     dmax = _reduce(tl.demand, spans, max)
     dmin = _reduce(tl.demand, spans, min)
-    top.fill_between(xs, dmin, dmax, step="post", color=COLORS["demand"], alpha=0.45, lw=0,
-                     label="demand")
-    top.step(xs, _reduce(tl.ready, spans, max), where="post", color=COLORS["ready"], lw=1.8,
-             label="ready")
-    top.step(xs, _reduce(tl.requested, spans, max), where="post", color=COLORS["requested"],
-             lw=1.2, ls="--", label="ready + joining")
+    top.fill_between(
+        xs, dmin, dmax, step="post", color=COLORS["demand"], alpha=0.45, lw=0, label="demand"
+    )
+    top.step(
+        xs,
+        _reduce(tl.ready, spans, max),
+        where="post",
+        color=COLORS["ready"],
+        lw=1.8,
+        label="ready",
+    )
+    top.step(
+        xs,
+        _reduce(tl.requested, spans, max),
+        where="post",
+        color=COLORS["requested"],
+        lw=1.2,
+        ls="--",
+        label="ready + joining",
+    )
     if any(f is not None for f in tl.forecast):
-        top.plot(xs, _reduce(tl.forecast, spans, max), color=COLORS["forecast"], lw=0.8,
-                 alpha=0.8, label="forecast peak")
+        top.plot(
+            xs,
+            _reduce(tl.forecast, spans, max),
+            color=COLORS["forecast"],
+            lw=0.8,
+            alpha=0.8,
+            label="forecast peak",
+        )
     if tt is not None and tt.timeline is not None:
-        top.step(xs, _reduce(tt.timeline.ready, spans, max), where="post", color=COLORS["tt"],
-                 lw=1.0, alpha=0.8, label="target tracking: ready")
-    top.step(xs, _reduce(orc.timeline.ready, spans, max), where="post", color=COLORS["oracle"],
-             lw=1.0, ls=":", label="oracle: ready")
+        top.step(
+            xs,
+            _reduce(tt.timeline.ready, spans, max),
+            where="post",
+            color=COLORS["tt"],
+            lw=1.0,
+            alpha=0.8,
+            label="target tracking: ready",
+        )
+    top.step(
+        xs,
+        _reduce(orc.timeline.ready, spans, max),
+        where="post",
+        color=COLORS["oracle"],
+        lw=1.0,
+        ls=":",
+        label="oracle: ready",
+    )
     _calls(top, grid, pol, annotate=False)
-    unmet_x = [x for x, (a, b) in zip(xs, spans, strict=True)
-               if any(d is not None and d > r for d, r in zip(tl.demand[a:b], tl.ready[a:b], strict=True))]
+    unmet_x = [
+        x
+        for x, (a, b) in zip(xs, spans, strict=True)
+        if any(d is not None and d > r for d, r in zip(tl.demand[a:b], tl.ready[a:b], strict=True))
+    ]
     if unmet_x:
         # at the foot of the axes, whatever the y range
-        top.plot(unmet_x, [0.012] * len(unmet_x), "|", color=COLORS["unmet"], ms=12, mew=1.5,
-                 label="unmet demand", transform=top.get_xaxis_transform())
-    top.axvspan(_x(grid, [tl.times[lo]])[0], _x(grid, [tl.times[hi - 1]])[0],
-                color="#1565c0", alpha=0.08, lw=0)
+        top.plot(
+            unmet_x,
+            [0.012] * len(unmet_x),
+            "|",
+            color=COLORS["unmet"],
+            ms=12,
+            mew=1.5,
+            label="unmet demand",
+            transform=top.get_xaxis_transform(),
+        )
+    top.axvspan(
+        _x(grid, [tl.times[lo]])[0],
+        _x(grid, [tl.times[hi - 1]])[0],
+        color="#1565c0",
+        alpha=0.08,
+        lw=0,
+    )
     top.set_ylabel("nodes")
     top.set_ylim(bottom=_floor(dmin, _reduce(tl.ready, spans, min)))
     top.grid(alpha=0.3)
@@ -160,23 +213,52 @@ def draw(result: Comparison, grid: Grid, setup: Setup, policy: Policy, out: Path
     # -- the hardest six hours, point by point ----------------------------------------------
     idx = range(lo, hi)
     zx = _x(grid, [tl.times[i] for i in idx], 3600.0)
-    demand = [NAN if tl.demand[i] is None else tl.demand[i] for i in idx]
+    demand: list[float] = [NAN if (d := tl.demand[i]) is None else float(d) for i in idx]
     ready = [tl.ready[i] for i in idx]
     bottom.step(zx, demand, where="post", color=COLORS["demand"], lw=1.0, label="demand")
-    bottom.fill_between(zx, ready, demand, where=[d > r for d, r in zip(demand, ready, strict=True)],
-                        step="post", color=COLORS["unmet"], alpha=0.35, lw=0,
-                        label="unmet")
+    bottom.fill_between(
+        zx,
+        ready,
+        demand,
+        where=[d > r for d, r in zip(demand, ready, strict=True)],
+        step="post",
+        color=COLORS["unmet"],
+        alpha=0.35,
+        lw=0,
+        label="unmet",
+    )
     bottom.step(zx, ready, where="post", color=COLORS["ready"], lw=2.0, label="ready")
-    bottom.step(zx, [tl.requested[i] for i in idx], where="post", color=COLORS["requested"],
-                lw=1.2, ls="--", label="ready + joining")
-    fc = [NAN if tl.forecast[i] is None else tl.forecast[i] for i in idx]
+    bottom.step(
+        zx,
+        [tl.requested[i] for i in idx],
+        where="post",
+        color=COLORS["requested"],
+        lw=1.2,
+        ls="--",
+        label="ready + joining",
+    )
+    fc: list[float] = [NAN if (f := tl.forecast[i]) is None else f for i in idx]
     if any(not math.isnan(f) for f in fc):
         bottom.plot(zx, fc, color=COLORS["forecast"], lw=0.9, alpha=0.8, label="forecast peak")
     if tt is not None and tt.timeline is not None:
-        bottom.step(zx, [tt.timeline.ready[i] for i in idx], where="post", color=COLORS["tt"],
-                    lw=1.0, alpha=0.8, label="target tracking: ready")
-    bottom.step(zx, [orc.timeline.ready[i] for i in idx], where="post", color=COLORS["oracle"],
-                lw=1.0, ls=":", label="oracle: ready")
+        bottom.step(
+            zx,
+            [tt.timeline.ready[i] for i in idx],
+            where="post",
+            color=COLORS["tt"],
+            lw=1.0,
+            alpha=0.8,
+            label="target tracking: ready",
+        )
+    bottom.step(
+        zx,
+        [orc.timeline.ready[i] for i in idx],
+        where="post",
+        color=COLORS["oracle"],
+        lw=1.0,
+        ls=":",
+        label="oracle: ready",
+    )
     _calls(
         bottom,
         grid,
@@ -198,8 +280,7 @@ def draw(result: Comparison, grid: Grid, setup: Setup, policy: Policy, out: Path
             handles.setdefault(label, h)
     fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=9)
     if grid.trace.absolute:
-        import matplotlib.dates as mdates
-
+        mdates: Any = importlib.import_module("matplotlib.dates")
         for ax in (top, bottom):
             loc = mdates.AutoDateLocator()
             ax.xaxis.set_major_locator(loc)
@@ -221,7 +302,9 @@ def _calls(
     window: tuple[float, float] | None = None,
     unit: float = 86400.0,
 ) -> None:
-    ok = [e for e in run.events if not e.fails and (window is None or window[0] <= e.at <= window[1])]
+    ok = [
+        e for e in run.events if not e.fails and (window is None or window[0] <= e.at <= window[1])
+    ]
     bad = [e for e in run.events if e.fails and (window is None or window[0] <= e.at <= window[1])]
     tl = run.timeline
     assert tl is not None
@@ -231,12 +314,33 @@ def _calls(
         return float(tl.requested[i])
 
     if ok:
-        ax.plot(_x(grid, [e.at for e in ok], unit), [level(e.at) for e in ok], "^",
-                color=COLORS["requested"], ms=6, mec="black", mew=0.4, label="scale-out")
+        ax.plot(
+            _x(grid, [e.at for e in ok], unit),
+            [level(e.at) for e in ok],
+            "^",
+            color=COLORS["requested"],
+            ms=6,
+            mec="black",
+            mew=0.4,
+            label="scale-out",
+        )
     if bad:
-        ax.plot(_x(grid, [e.at for e in bad], unit), [level(e.at) for e in bad], "x",
-                color=COLORS["unmet"], ms=7, mew=1.5, label="failed scale-out")
+        ax.plot(
+            _x(grid, [e.at for e in bad], unit),
+            [level(e.at) for e in bad],
+            "x",
+            color=COLORS["unmet"],
+            ms=7,
+            mew=1.5,
+            label="failed scale-out",
+        )
     if annotate:
         for e in ok + bad:
-            ax.annotate(f"+{e.add}", (_x(grid, [e.at], unit)[0], level(e.at)), textcoords="offset points",
-                        xytext=(0, 7), ha="center", fontsize=8)
+            ax.annotate(
+                f"+{e.add}",
+                (_x(grid, [e.at], unit)[0], level(e.at)),
+                textcoords="offset points",
+                xytext=(0, 7),
+                ha="center",
+                fontsize=8,
+            )

@@ -7,7 +7,7 @@ At every grid point of the replay (an ``interval``, normally one minute) that th
 
 Over the whole replay:
 
-* ``unmet_node_minutes``: the sum of unmet × interval (in minutes);
+* ``unmet_node_minutes``: the sum of unmet x interval (in minutes);
 * ``unmet_minutes``: the minutes with any unmet demand;
 * ``nodes_added``: nodes of scale-outs that did not fail (still joining at the end included);
 * ``node_hours``: every node the cluster pays for — the initial ones from the start, added ones

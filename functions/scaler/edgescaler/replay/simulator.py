@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from edgescaler import guard, report
-from edgescaler.decision import decide, forecast_params
+from edgescaler import offline, report
+from edgescaler.decision import forecast_params
 from edgescaler.forecast import forecast
 from edgescaler.metrics.base import Reading
 from edgescaler.metrics.series import Series
@@ -135,7 +135,9 @@ def _history_feeds(policy: Policy, feeds: Mapping[str, str], interval: float) ->
                 f"{format_duration(rule.history.step)} is not a multiple of the replay interval "
                 f"({format_duration(timedelta(seconds=interval))})"
             )
-        out[rule.metric] = _HistoryFeed(rule.metric, stride, rule.history.window // rule.history.step + 1)
+        out[rule.metric] = _HistoryFeed(
+            rule.metric, stride, rule.history.window // rule.history.step + 1
+        )
     return list(out.values())
 
 
@@ -152,7 +154,9 @@ def simulate(
     :data:`LOAD` or :data:`UTILISATION`. With ``record``, keep the :class:`Timeline`."""
     missing = sorted({r.metric for r in policy.rules} - set(feeds))
     if missing:
-        raise ReplayError(f"policy {policy.name}: no replay feed for metric(s) {', '.join(missing)}")
+        raise ReplayError(
+            f"policy {policy.name}: no replay feed for metric(s) {', '.join(missing)}"
+        )
     interval = grid.interval
     values = grid.values
     per_node = setup.per_node
@@ -213,79 +217,84 @@ def simulate(
         recent = acts[lo:]
 
         forecast_nodes: float | None = None
-        verdict = guard.check(policy, recent, now=now)
-        if not verdict.allowed:
-            assert verdict.outcome is not None
-            outcomes[verdict.outcome] += 1
-        elif load is None:
-            outcomes[report.METRICS_UNAVAILABLE] += 1
-        else:
-            readings: dict[str, Reading] = {}
-            for metric, feed in feeds.items():
-                if feed == LOAD:
-                    value = load
-                elif cluster.ready > 0:
-                    value = min(MAX_UTILISATION, 100.0 * load / (cluster.ready * per_node))
-                else:
-                    value = MAX_UTILISATION if load > 0 else 0.0
-                readings[metric] = Reading(metric, value, now, "replay")
-            history = {h.metric: _history(grid, i, h) for h in hist_feeds}
-            decision = decide(policy, cluster.current(), readings, history)
+        readings: dict[str, Reading | None] = {}
+        for metric, feed in feeds.items():
+            if load is None:
+                readings[metric] = None
+                continue
+            if feed == LOAD:
+                value = load
+            elif cluster.ready > 0:
+                value = min(MAX_UTILISATION, 100.0 * load / (cluster.ready * per_node))
+            else:
+                value = MAX_UTILISATION if load > 0 else 0.0
+            readings[metric] = Reading(metric, value, now, "replay")
+        result = offline.evaluate(
+            policy,
+            recent,
+            now=now,
+            current=cluster.current(),
+            readings=readings,
+            history=_LazyHistory(grid, i, hist_feeds),
+            running_tasks=cluster.running_ids(),
+        )
+        outcomes[result.outcome] += 1
+        if result.decision is not None:
             for idx, rule in predictive:
-                f = decision.rules[idx].forecast
+                f = result.decision.rules[idx].forecast
                 if f is not None and not math.isnan(f.bound):
                     forecast_nodes = max(forecast_nodes or 0.0, f.bound / rule.target_per_node)
-            if decision.add == 0:
-                outcomes[report.CAPPED if decision.reason == "capped" else report.NO_CHANGE] += 1
-            else:
-                verdict = guard.running_tasks(cluster.running_ids(), recent)
-                if not verdict.allowed:
-                    assert verdict.outcome is not None
-                    outcomes[verdict.outcome] += 1
-                else:
-                    decision = decision.clamped(
-                        guard.budget_clamps(decision.add, recent, policy.budget, now=now)
-                    )
-                    if decision.add == 0:
-                        outcomes[report.BUDGET] += 1
-                    else:
-                        task = cluster.scale_out(now_s, decision.add)
-                        scorer.call(task.add, task.fails)
-                        outcomes[report.SCALED] += 1
-                        seq = acts[-1].seq + 1 if acts else 1
-                        acts.append(
-                            Activity(
-                                cluster_id=policy.cluster_id,
-                                seq=seq,
-                                policy=policy.name,
-                                add=task.add,
-                                status=SUBMITTED,
-                                created_at=now,
-                                updated_at=now,
-                                task_id=task.task_id,
-                                trigger="replay",
-                                ens_region_id=so.ens_region_id,
-                                instance_type=so.worker_instance_type,
-                                timeout_mins=so.timeout_mins,
-                            )
-                        )
-                        open_[task.task_id] = len(acts) - 1
-                        events.append(
-                            ScaleOutEvent(
-                                now_s,
-                                task.add,
-                                task.task_id,
-                                task.ends_at,
-                                task.fails,
-                                decision.explanation,
-                            )
-                        )
+        if result.outcome == report.SCALED:
+            task = cluster.scale_out(now_s, result.add)
+            scorer.call(task.add, task.fails)
+            seq = acts[-1].seq + 1 if acts else 1
+            acts.append(
+                Activity(
+                    cluster_id=policy.cluster_id,
+                    seq=seq,
+                    policy=policy.name,
+                    add=task.add,
+                    status=SUBMITTED,
+                    created_at=now,
+                    updated_at=now,
+                    task_id=task.task_id,
+                    trigger="replay",
+                    ens_region_id=so.ens_region_id,
+                    instance_type=so.worker_instance_type,
+                    timeout_mins=so.timeout_mins,
+                )
+            )
+            open_[task.task_id] = len(acts) - 1
+            events.append(
+                ScaleOutEvent(
+                    now_s, task.add, task.task_id, task.ends_at, task.fails, result.reason
+                )
+            )
         if timeline is not None:
             if forecast_nodes is None and predictive and load is not None:
                 forecast_nodes = _forecast_nodes(policy, predictive, grid, i, hist_feeds)
             timeline.forecast.append(forecast_nodes)
 
     return Run(name or policy.name, scorer.score(), dict(outcomes), events, timeline)
+
+
+class _LazyHistory(Mapping[str, Series]):
+    """The predictive rules' histories, sliced from the trace only when a rule asks (the guard
+    usually decides before any rule runs)."""
+
+    def __init__(self, grid: Grid, i: int, feeds: list[_HistoryFeed]) -> None:
+        self._grid = grid
+        self._i = i
+        self._feeds = {h.metric: h for h in feeds}
+
+    def __getitem__(self, metric: str) -> Series:
+        return _history(self._grid, self._i, self._feeds[metric])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._feeds)
+
+    def __len__(self) -> int:
+        return len(self._feeds)
 
 
 def _history(grid: Grid, i: int, h: _HistoryFeed) -> Series:

@@ -9,7 +9,7 @@ Formats (recognised from the content, not the file name):
   first column that is not the timestamp or ``observed``. Empty, ``NaN`` and infinite values are
   gaps; so is any stretch of time without rows.
 * **The Alibaba 2018 cluster-usage CSV** (``cpu_util_percent,mem_util_percent,...``, no timestamp
-  column): rows are 30 s apart except for the trace's known hole on day 2: rows 4718–4727 average
+  column): rows are 30 s apart except for the trace's known hole on day 2: rows 4718-4727 average
   only a few machines and are dropped as a gap, and from row 4728 on the clock is 18,750 s ahead
   (so that day 3 starts at row 5135 exactly at 48 h; see ``traces/README.md``).
 * **Prometheus ``query_range`` JSON** (the whole API answer, or its ``data`` object): exactly one
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -117,7 +118,7 @@ def _timestamp(raw: str) -> tuple[float, bool]:
 
 
 def _nominal_step(times: Sequence[float]) -> float:
-    diffs = [b - a for a, b in zip(times, times[1:], strict=False)]
+    diffs = [b - a for a, b in itertools.pairwise(times)]
     return median(diffs) if diffs else 60.0
 
 
@@ -246,7 +247,7 @@ def _load_prometheus(text: str, src: str, column: str | None) -> Trace:
             ts, raw = sample
             t = float(ts)
         except (TypeError, ValueError):
-            raise TraceError(f"{src}: values[{i}]: expected [unix_time, \"value\"]") from None
+            raise TraceError(f'{src}: values[{i}]: expected [unix_time, "value"]') from None
         if times and t <= times[-1]:
             raise TraceError(f"{src}: values[{i}]: not after the previous sample")
         v = _value(str(raw))
