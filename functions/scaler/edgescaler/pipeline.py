@@ -30,6 +30,7 @@ from edgescaler.actuator import Actuator, Context
 from edgescaler.decision import decide
 from edgescaler.errors import CloudError, ConfigError, EventError, MetricError, StoreError
 from edgescaler.metrics.base import MetricSource, Reading
+from edgescaler.metrics.series import HistorySource, Series
 from edgescaler.policy import Policy
 from edgescaler.report import Outcome, RunReport
 from edgescaler.store.base import (
@@ -174,7 +175,22 @@ def _evaluate(policy: Policy, request: RunRequest, deps: Deps, now: datetime) ->
         source = deps.metrics_for(policy)
     except ConfigError as exc:
         return Outcome(name, cluster, report.ERROR, str(exc))
-    with ThreadPoolExecutor(max_workers=len(policy.metrics) + 2, thread_name_prefix="read") as pool:
+    past = source if isinstance(source, HistorySource) else None
+    histories = policy.histories() if past is not None else {}
+    workers = len(policy.metrics) + len(histories) + 2
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
+        # Predictive rules: one query_range per forecast metric (window and step of the rule).
+        history_fs = {
+            m: pool.submit(
+                past.history,  # type: ignore[union-attr]  # histories is empty when None
+                m,
+                policy.metrics[m].query,
+                start=h.bounds(now)[0],
+                end=h.bounds(now)[1],
+                step=h.step,
+            )
+            for m, h in histories.items()
+        }
         nodes_f = pool.submit(cloud.list_nodes, cluster)
         tasks_f = pool.submit(cloud.list_tasks, cluster)
         metric_fs = {
@@ -205,12 +221,18 @@ def _evaluate(policy: Policy, request: RunRequest, deps: Deps, now: datetime) ->
             scale_out_tasks = [t for t in tasks_f.result() if t.task_type in SCALE_OUT_TASK_TYPES]
         except CloudError as exc:
             return Outcome(name, cluster, report.ERROR, f"cluster tasks unavailable: {exc}")
+        history: dict[str, Series] = {}
+        for m, hist_f in history_fs.items():
+            try:
+                history[m] = hist_f.result()
+            except MetricError as exc:  # the rule then acts on the current value, and says so
+                log.warning("%s: no history for predictive rules: %s", name, exc)
     if failures:
         return Outcome(
             name, cluster, report.METRICS_UNAVAILABLE, "not acting: " + "; ".join(failures)
         )
 
-    decision = decide(policy, current, readings)
+    decision = decide(policy, current, readings, history)
     if decision.add == 0:
         code = report.CAPPED if decision.reason == "capped" else report.NO_CHANGE
         return Outcome(name, cluster, code, decision.explanation, decision=decision.to_dict())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -355,6 +355,14 @@ class HistorySpec(_Model):
                 )
         return v
 
+    def bounds(self, now: datetime) -> tuple[datetime, datetime]:
+        """(start, end) of the query at ``now``: ``end`` is the newest multiple of ``step``
+        since the Unix epoch at or before ``now`` (so runs within one step read the same,
+        cacheable range), ``start = end - window``."""
+        s = self.step.total_seconds()
+        end = datetime.fromtimestamp(math.floor(now.timestamp() / s) * s, tz=timezone.utc)
+        return end - self.window, end
+
 
 class PredictiveRule(_Model):
     """Forecast the metric's peak over the next ``horizon`` and add what that peak needs.
@@ -423,13 +431,10 @@ class PredictiveRule(_Model):
             raise FieldError(
                 ("horizon",), f"must be at least the history step ({format_duration(step)})"
             )
-        for name in (
-            "level_window",
-            "trend_window",
-            "noise_window",
-            "surprise_window",
-            "growth_window",
-        ):
+        used = ["level_window", "trend_window", "noise_window"]
+        used += ["surprise_window"] if self.surprise_quantile is not None else []
+        used += ["growth_window"] if self.max_growth is not None else []
+        for name in used:
             d: timedelta = getattr(self, name)
             if d > window:
                 raise FieldError(
@@ -477,6 +482,10 @@ class Policy(_Model):
         min_length=1
     )
     rules: list[Rule] = Field(min_length=1)
+
+    def histories(self) -> dict[str, HistorySpec]:
+        """The metrics predictive rules forecast, and how to read each one's history."""
+        return {r.metric: r.history for r in self.rules if isinstance(r, PredictiveRule)}
 
     @field_validator("cooldown", mode="before")
     @classmethod

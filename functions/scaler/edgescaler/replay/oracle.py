@@ -59,14 +59,14 @@ def simulate_oracle(grid: Grid, setup: Setup, *, max_nodes: int, record: bool = 
     for i, d in enumerate(demands):
         t = grid.start + i * grid.interval
         scorer.tick(d, cluster.ready, cluster.billed())
-        if reclaim is not None:
-            reclaim.observe(i, d, cluster)
         if timeline is not None:
             timeline.times.append(t)
             timeline.demand.append(d)
             timeline.ready.append(cluster.ready)
             timeline.requested.append(cluster.current())
             timeline.forecast.append(None)
+        if reclaim is not None:
+            reclaim.observe(i, d, cluster)
         now = t + grid.interval
         cluster.advance(now)
         add = min(need[i], max_nodes) - cluster.current()

@@ -120,9 +120,9 @@ def draw(result: Comparison, grid: Grid, setup: Setup, policy: Policy, out: Path
     xs = _x(grid, [tl.times[a] for a, _ in spans])
     dmax = _reduce(tl.demand, spans, max)
     dmin = _reduce(tl.demand, spans, min)
-    top.fill_between(
-        xs, dmin, dmax, step="post", color=COLORS["demand"], alpha=0.45, lw=0, label="demand"
-    )
+    # the demand's range within each pixel, and its top edge (what capacity has to cover)
+    top.fill_between(xs, dmin, dmax, step="post", color=COLORS["demand"], alpha=0.45, lw=0)
+    top.step(xs, dmax, where="post", color=COLORS["demand"], lw=0.7, label="demand")
     top.step(
         xs,
         _reduce(tl.ready, spans, max),

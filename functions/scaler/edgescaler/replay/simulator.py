@@ -184,13 +184,13 @@ def simulate(
         load = values[i]
         d = demand(load, per_node)
         scorer.tick(d, cluster.ready, cluster.billed())
-        if reclaim is not None:
-            reclaim.observe(i, d, cluster)
         if timeline is not None:
             timeline.times.append(t)
             timeline.demand.append(d)
             timeline.ready.append(cluster.ready)
             timeline.requested.append(cluster.current())
+        if reclaim is not None:
+            reclaim.observe(i, d, cluster)
 
         # -- the scaler runs at the end of the minute -------------------------------------
         now_s = t + interval

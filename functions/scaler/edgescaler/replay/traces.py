@@ -239,6 +239,7 @@ def _load_prometheus(text: str, src: str, column: str | None) -> Trace:
         raise TraceError(f"{src}: the series has no values")
     labels = series.get("metric") or {}
     name = column or str(labels.get("__name__", "value"))
+    all_times: list[float] = []
     times: list[float] = []
     values: list[float] = []
     dropped = 0
@@ -248,8 +249,9 @@ def _load_prometheus(text: str, src: str, column: str | None) -> Trace:
             t = float(ts)
         except (TypeError, ValueError):
             raise TraceError(f'{src}: values[{i}]: expected [unix_time, "value"]') from None
-        if times and t <= times[-1]:
+        if all_times and t <= all_times[-1]:
             raise TraceError(f"{src}: values[{i}]: not after the previous sample")
+        all_times.append(t)
         v = _value(str(raw))
         if v is None:
             dropped += 1
@@ -258,7 +260,7 @@ def _load_prometheus(text: str, src: str, column: str | None) -> Trace:
         values.append(v)
     if not values:
         raise TraceError(f"{src}: no finite samples")
-    return Trace(src, name, times, values, _nominal_step(times), True, dropped)
+    return Trace(src, name, times, values, _nominal_step(all_times), True, dropped)
 
 
 def to_grid(trace: Trace, interval: float) -> Grid:
