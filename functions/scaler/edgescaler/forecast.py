@@ -33,6 +33,7 @@ past level carried over).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import operator
@@ -153,7 +154,8 @@ def _block_stats(
 
 def noise(values: Sequence[float | None], end: int, n: int) -> float | None:
     """Robust standard deviation of single samples over the ``n`` points ending at ``end``:
-    the median absolute first difference x 1.4826 / sqrt 2 (None with too few pairs)."""
+    the median absolute first difference x 1.4826 / sqrt 2, repeated values left out (None
+    with too few pairs)."""
     seg = values[max(0, end - n + 1) : end + 1]
     try:
         diffs: list[float] = sorted(map(abs, map(operator.sub, seg[1:], seg)))
@@ -161,6 +163,11 @@ def noise(values: Sequence[float | None], end: int, n: int) -> float | None:
         diffs = sorted(
             abs(b - a) for a, b in itertools.pairwise(seg) if a is not None and b is not None
         )
+    # A repeated value is no new sample (a source slower than the step, Prometheus' lookback),
+    # not a change of zero: leave repeats out, unless nothing ever changes.
+    moves = diffs[bisect.bisect_right(diffs, 0.0) :]
+    if len(moves) >= MIN_NOISE_POINTS:
+        diffs = moves
     if len(diffs) < MIN_NOISE_POINTS:
         return None
     return median(diffs) * MAD_TO_SIGMA / math.sqrt(2)
