@@ -104,9 +104,8 @@ def test_history_is_capped_to_the_newest_points(source: PrometheusSource, prom: 
 def test_history_of_a_broken_server_is_a_metric_error(fault_server: FaultServer) -> None:
     fault_server.reply(503, '{"status":"error","errorType":"unavailable","error":"overloaded"}')
     end = datetime.now(timezone.utc)
-    with PrometheusSource(fault_server.url, timeout=2.0) as src:
-        with pytest.raises(MetricError) as info:
-            src.history("load", "es_hist", start=end - 10 * MIN, end=end, step=MIN)
+    with PrometheusSource(fault_server.url, timeout=2.0) as src, pytest.raises(MetricError) as info:
+        src.history("load", "es_hist", start=end - 10 * MIN, end=end, step=MIN)
     assert info.value.reason == "http_error" and "overloaded" in info.value.detail
     assert "/api/v1/query_range" in fault_server.requests[0]
 

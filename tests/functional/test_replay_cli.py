@@ -74,12 +74,21 @@ def test_the_table_and_seeds(setup: tuple[Path, Path], capsys: pytest.CaptureFix
     assert "mean over seeds 1-3" in out and "join delay 5m-15m" in out
     lines = out.splitlines()
     table = lines[lines.index("") + 1 :]
-    assert (
-        table[0].split() == "unmet node-min unmet min nodes added node-hours calls max step".split()
-    )
+    head = ["unmet", "node-min", "unmet", "min", "nodes", "added", "node-hours", "calls", "max"]
+    assert table[0].split() == [*head, "step"]
     rows = [line.split()[0] for line in table[1:7]]
     assert rows == ["policy", "target_tracking", "step", "threshold", "oracle", "policy:"]
     assert "x target tracking" in out and "x the oracle" in out
+    assert "count nodes differently" not in out
+
+
+def test_a_policy_in_other_units_is_flagged(
+    setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace, policy = setup
+    assert cli([*replay(trace, policy)[:-1], "20"]) == 0
+    out = capsys.readouterr().out
+    assert "note: rule 0 counts 10 per node but --per-node is 20" in out
 
 
 def test_failures_and_idle_scale_in(

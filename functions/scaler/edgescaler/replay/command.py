@@ -155,6 +155,13 @@ def describe(grid: Grid, setup: Setup, seeds: list[int], prepared: Prepared) -> 
         f"{setup.join_delay}, failure rate {setup.failure_rate:g}, scale-in {scale_in}, {seed}",
     ]
     lines += [f"note: {d}" for d in prepared.dropped]
+    for i, rule in enumerate(prepared.policy.rules):
+        per = getattr(rule, "target_per_node", None)
+        if per is not None and not math.isclose(per, setup.per_node):
+            lines.append(
+                f"note: rule {i} counts {per:g} per node but --per-node is {setup.per_node:g}: "
+                f"the policy and the scores count nodes differently"
+            )
     return "\n".join(lines)
 
 
