@@ -1,18 +1,17 @@
 """The replay loop: a trace, minute by minute, through the real guard and decision engine.
 
 Each grid point ``i`` (the load of ``[t_i, t_i + interval)``) is first scored against the nodes
-ready during it. Then, at ``now = t_i + interval``, the scaler runs exactly as
-:func:`edgescaler.pipeline._evaluate` orders it, over the simulated cluster and an in-memory
-activity log of real :class:`~edgescaler.store.base.Activity` records:
+ready during it. Then, at ``now = t_i + interval``, the scaler runs over the simulated cluster
+and an in-memory activity log of real :class:`~edgescaler.store.base.Activity` records:
 
-1. refresh: tasks that ended by ``now`` end their activity (``succeeded`` / ``failed``, ended at
-   the task's end), still running past ``timeout_mins`` → ``timed_out``;
-2. :func:`edgescaler.guard.check` (cooldown, in flight, backoff) → stop;
-3. readings at ``now``; a gap in the trace is ``metrics_unavailable`` (never a zero);
-4. :func:`edgescaler.decision.decide` with ``current`` = ready + joining nodes, and for predictive
-   rules the metric's history from the trace (window and step of the rule, ending at ``now``);
-5. :func:`edgescaler.guard.running_tasks`, then :func:`edgescaler.guard.budget_clamps`;
-6. scale out: the activity is ``submitted`` with its task; the nodes join after the join delay.
+1. refresh, as the pipeline does: tasks that ended by ``now`` end their activity
+   (``succeeded`` / ``failed``, ended at the task's end), still running past ``timeout_mins``
+   → ``timed_out``; the log is cut to what ``Store.recent`` would return;
+2. :func:`edgescaler.offline.evaluate` — the pipeline's own steps without I/O: guard, readings
+   (a gap in the trace is ``metrics_unavailable``, never a zero), ``decide`` with ``current`` =
+   ready + joining nodes and, for predictive rules, the metric's history from the trace (the
+   rule's window and step, up to ``now``), running tasks, budgets;
+3. ``scaled``: the activity is ``submitted`` with its task; the nodes join after the join delay.
 
 Nothing here decides anything: the policy does. The only state is the cluster and the log.
 """
