@@ -91,16 +91,17 @@ def no_wheels(reqs: object, dest: Path) -> list[Path]:
 
 def test_a_new_tool_subpackage_stays_out_of_the_zip(tmp_path: Path) -> None:
     source = copy_source(tmp_path)
-    (source / "edgescaler" / "replay").mkdir()
-    (source / "edgescaler" / "replay" / "__init__.py").write_text('"""Replay recorded runs."""\n')
-    (source / "edgescaler" / "bench.py").write_text("from edgescaler import replay\n")
+    (source / "edgescaler" / "newtool").mkdir()
+    (source / "edgescaler" / "newtool" / "__init__.py").write_text('"""A new tool."""\n')
+    (source / "edgescaler" / "bench.py").write_text("from edgescaler import newtool\n")
     archive = package.build(
         source=source, policies=REPO / "policies", out=tmp_path / "out", fetch=no_wheels
     )
     with zipfile.ZipFile(archive) as zf:
         names = zf.namelist()
     assert "edgescaler/handler.py" in names
-    assert [n for n in names if n.startswith(("edgescaler/replay/", "edgescaler/bench.py"))] == []
+    tools = ("edgescaler/newtool/", "edgescaler/bench.py", "edgescaler/replay/")
+    assert [n for n in names if n.startswith(tools)] == []
 
 
 def test_a_module_the_function_imports_must_be_listed(tmp_path: Path) -> None:
@@ -226,9 +227,13 @@ def test_the_packaged_handler_runs_on_python_310(
     assert all(not c.problems for c in kms.calls)
     assert proc.returncode == 0, proc.stderr[-2000:]
     *log_lines, last = proc.stdout.splitlines()  # the function's JSON log lines, then the report
-    assert [json.loads(line)["outcome"] for line in log_lines[:1]] == ["scaled"]
-    (o,) = json.loads(last)["outcomes"]
-    assert (o["policy"], o["cluster_id"]) == ("beijing-edge", DEFAULT_CLUSTER_ID)
+    logged = {json.loads(line).get("policy"): json.loads(line) for line in log_lines}
+    assert logged["beijing-edge"]["outcome"] == "scaled"
+    outcomes = json.loads(last)["outcomes"]
+    # every example policy runs; beijing-edge's cluster is the emulator's
+    assert {o["policy"] for o in outcomes} == {"beijing-edge", "edge-predictive"}
+    (o,) = [o for o in outcomes if o["policy"] == "beijing-edge"]
+    assert o["cluster_id"] == DEFAULT_CLUSTER_ID
     # ceil(9.0 / 1.4) = 7 desired, 2 current: +5 (max_step 5)
     assert (o["outcome"], o["add"]) == ("scaled", 5), o["reason"]
     assert len(emu.scale_out_calls()) == 1

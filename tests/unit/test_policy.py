@@ -127,14 +127,24 @@ def test_body_has_the_exact_ens_fields_in_order() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("10m", 600), ("1h30m", 5400), ("2h", 7200), (45, 45), (0, 0), ("1m30s", 90)],
+    [
+        ("90s", 90),
+        ("10m", 600),
+        ("1h30m", 5400),
+        ("2h", 7200),
+        (45, 45),
+        (0, 0),
+        ("1m30s", 90),
+        ("1d", 86400),
+        ("7d12h", 7 * 86400 + 43200),
+    ],
 )
 def test_durations(text: object, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
 @pytest.mark.parametrize(
-    "text", ["", "10", "10 m", "m", "1d", "-5s", True, None, [1], float("nan")]
+    "text", ["", "10", "10 m", "m", "1w", "1h1d", "-5s", True, None, [1], float("nan")]
 )
 def test_bad_durations(text: object) -> None:
     with pytest.raises(ValueError):

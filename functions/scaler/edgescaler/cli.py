@@ -3,7 +3,9 @@
 Verbs: ``validate PATH...`` · ``plan`` (dry run with explanations; writes nothing) ·
 ``run --event FILE|-`` (exactly the FC handler's code path, locally) · ``history`` ·
 ``reconcile`` (log vs cloud drift) · ``package`` (the FC code zip) · ``emulator`` (the local
-CS API + Prometheus stand-in) · ``demo`` · ``invoke`` (the deployed function, through FC's API).
+CS API + Prometheus stand-in) · ``demo`` · ``invoke`` (the deployed function, through FC's API) ·
+``replay`` (a load trace through a policy, scored) · ``test-policies`` (run the
+``NAME.test.yaml`` cases beside policies).
 
 Exit status: 0 when the command completed (also when nothing was scaled); 2 with a one-line
 reason on bad input or configuration.
@@ -250,6 +252,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(json_output=args.json)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from edgescaler.replay import command
+
+    return command.run(args)
+
+
+def cmd_test_policies(args: argparse.Namespace) -> int:
+    from edgescaler import policytest
+
+    return policytest.main(args.paths, verbose=args.verbose_cases)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgescaler",
@@ -330,6 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print every run report as JSON")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "replay", help="replay a load trace through a policy; score it against baselines"
+    )
+    from edgescaler.replay import command as replay_command
+
+    replay_command.add_arguments(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser(
+        "test-policies", help="run the policy tests (NAME.test.yaml) beside policy files"
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="directories or *.test.yaml files")
+    p.add_argument("-v", dest="verbose_cases", action="store_true", help="one line per case")
+    p.set_defaults(func=cmd_test_policies)
     return parser
 
 

@@ -19,8 +19,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from edgescaler.forecast import Forecast, ForecastParams, forecast
 from edgescaler.metrics.base import Reading
-from edgescaler.policy import Policy, Rule, StepRule, TargetTrackingRule, ThresholdRule
+from edgescaler.metrics.series import Series
+from edgescaler.policy import (
+    Policy,
+    PredictiveRule,
+    Rule,
+    StepRule,
+    TargetTrackingRule,
+    ThresholdRule,
+    format_duration,
+)
 
 
 @dataclass(frozen=True)
@@ -33,9 +43,10 @@ class RuleResult:
     value: float
     add: int
     detail: str
+    forecast: Forecast | None = None  # predictive rules: what was forecast, and from what
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "rule": self.index,
             "type": self.type,
             "metric": self.metric,
@@ -43,6 +54,9 @@ class RuleResult:
             "add": self.add,
             "detail": self.detail,
         }
+        if self.forecast is not None:
+            out["forecast"] = self.forecast.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -114,10 +128,15 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def evaluate_rule(index: int, rule: Rule, value: float, current: int) -> RuleResult:
-    """One rule's proposal for ``value`` at ``current`` nodes (≥ 0)."""
+def evaluate_rule(
+    index: int, rule: Rule, value: float, current: int, history: Series | None = None
+) -> RuleResult:
+    """One rule's proposal for ``value`` at ``current`` nodes (≥ 0); ``history`` is the metric's
+    history (predictive rules only; without it they act on the current value)."""
     if isinstance(rule, TargetTrackingRule):
         return _target_tracking(index, rule, value, current)
+    if isinstance(rule, PredictiveRule):
+        return _predictive(index, rule, value, current, history)
     if isinstance(rule, StepRule):
         for step in rule.steps:
             if step.contains(value):
@@ -189,16 +208,80 @@ def _target_tracking(
     )
 
 
-def decide(policy: Policy, current: int, readings: Mapping[str, Reading]) -> Decision:
+def forecast_params(rule: PredictiveRule) -> ForecastParams:
+    """The forecaster's parameters from a predictive rule's fields."""
+    return ForecastParams(
+        horizon=rule.horizon,
+        seasons=tuple(rule.seasons),
+        cycles=rule.cycles,
+        level_window=rule.level_window,
+        trend_window=rule.trend_window,
+        trend_damping=float(rule.trend_damping),
+        noise_window=rule.noise_window,
+        uncertainty=float(rule.uncertainty),
+        surprise_window=rule.surprise_window,
+        surprise_quantile=(
+            None if rule.surprise_quantile is None else float(rule.surprise_quantile)
+        ),
+        growth_window=rule.growth_window,
+        max_growth=None if rule.max_growth is None else float(rule.max_growth),
+    )
+
+
+def _predictive(
+    index: int, rule: PredictiveRule, value: float, current: int, history: Series | None
+) -> RuleResult:
+    per = rule.target_per_node
+    f = forecast(history, forecast_params(rule)) if history is not None and len(history) else None
+    if f is None or math.isnan(f.bound):
+        why = "no history" if f is None else "no recent samples in the history"
+        desired = math.ceil(value / per)
+        add = max(0, desired - current)
+        return RuleResult(
+            index,
+            rule.type,
+            rule.metric,
+            value,
+            add,
+            f"{why}: ceil({_fmt(value)} / {_fmt(per)}) = {desired} nodes desired on the current "
+            f"value, {current} current -> +{add}",
+        )
+    # Never below what the current value needs: a forecast must not make the rule less
+    # reactive than target tracking.
+    need = max(f.bound, value)
+    desired = math.ceil(need / per)
+    add = max(0, desired - current)
+    noise = f" + {_fmt(rule.uncertainty)}x noise {_fmt(f.noise)}" if f.noise else ""
+    jump = f"; surprise {_fmt(f.surprise)}" if f.surprise else ""
+    capped = f"; growth limit {_fmt(f.cap)}" if f.cap is not None else ""
+    floor = f"; current value {_fmt(value)} is higher" if value > f.bound else ""
+    detail = (
+        f"peak over {format_duration(rule.horizon)} forecast {_fmt(f.bound)} (level "
+        f"{_fmt(f.level)} + max(seasonal {_fmt(f.seasonal)}, trend {_fmt(f.trend)}){noise}"
+        f"{jump}{capped}) from {f.points} points{floor}; ceil({_fmt(need)} / {_fmt(per)}) = "
+        f"{desired} nodes desired, {current} current (incl. joining) -> +{add}"
+    )
+    return RuleResult(index, rule.type, rule.metric, value, add, detail, forecast=f)
+
+
+def decide(
+    policy: Policy,
+    current: int,
+    readings: Mapping[str, Reading],
+    history: Mapping[str, Series] | None = None,
+) -> Decision:
     """Evaluate every rule of ``policy`` and apply its limits.
 
     ``readings`` must hold a reading for every metric the rules use (the pipeline never calls
-    this with missing metrics; that is ``metrics_unavailable``).
+    this with missing metrics; that is ``metrics_unavailable``). ``history`` holds the history
+    of the metrics predictive rules forecast; a predictive rule without one acts on the current
+    value and says so.
     """
     if current < 0:
         raise ValueError("current node count cannot be negative")
+    history = history or {}
     results = tuple(
-        evaluate_rule(i, rule, readings[rule.metric].value, current)
+        evaluate_rule(i, rule, readings[rule.metric].value, current, history.get(rule.metric))
         for i, rule in enumerate(policy.rules)
     )
     winner = max(results, key=lambda r: r.add)  # first of equals: rule order breaks ties

@@ -8,8 +8,9 @@ Per policy, concurrently, and so that one policy's failure never stops another:
 3. read capacity (:class:`~edgescaler.cloud.model.Capacity`), the cluster's scale-out tasks and
    every metric, concurrently; any metric that is empty, NaN, stale or failing →
    ``metrics_unavailable`` (do not act);
-4. decide (pure) → ``no_change`` / ``capped``; a scale-out task still running in the cloud
-   (not started by edgescaler, or ours past its timeout) → ``in_flight``; rolling budgets →
+4. decide (pure, :func:`edgescaler.offline.after_reads`, which ``replay`` and ``test-policies``
+   run too) → ``no_change`` / ``capped``; a scale-out task still running in the cloud (not
+   started by edgescaler, or ours past its timeout) → ``in_flight``; rolling budgets →
    ``budget``; or
 5. hand the decision to the actuator (claim + ScaleOutCluster, or dry run).
 
@@ -29,15 +30,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from edgescaler import activity as lifecycle
-from edgescaler import guard
+from edgescaler import guard, offline
 from edgescaler.activity import Activity, Status
 from edgescaler.actuator import Actuator, Context
 from edgescaler.cloud.model import Capacity, CloudAPI, TaskInfo, TaskPhase, scale_out_tasks
 from edgescaler.deadline import Deadline
-from edgescaler.decision import Decision, decide
+from edgescaler.decision import Decision
 from edgescaler.errors import CloudError, ConfigError, EventError, MetricError, StoreError
 from edgescaler.metrics.alarm import stand_in
 from edgescaler.metrics.base import MetricSource, Reading
+from edgescaler.metrics.series import HistorySource, Series
 from edgescaler.policy import Policy
 from edgescaler.report import Outcome, OutcomeCode, RunReport
 from edgescaler.store.base import Store
@@ -187,7 +189,22 @@ def _evaluate(policy: Policy, request: RunRequest, deps: Deps, now: datetime) ->
         source = deps.metrics_for(policy)
     except ConfigError as exc:
         return outcome(OutcomeCode.ERROR, str(exc))
-    with ThreadPoolExecutor(max_workers=len(policy.metrics) + 2, thread_name_prefix="read") as pool:
+    past = source if isinstance(source, HistorySource) else None
+    histories = policy.histories() if past is not None else {}
+    workers = len(policy.metrics) + len(histories) + 2
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
+        # Predictive rules: one query_range per forecast metric (window and step of the rule).
+        history_fs = {
+            m: pool.submit(
+                past.history,  # type: ignore[union-attr]  # histories is empty when None
+                m,
+                policy.metrics[m].query,
+                start=h.bounds(now)[0],
+                end=h.bounds(now)[1],
+                step=h.step,
+            )
+            for m, h in histories.items()
+        }
         nodes_f = pool.submit(cloud.list_nodes, cluster)
         tasks_f = pool.submit(cloud.list_tasks, cluster)
         metric_fs = {
@@ -223,26 +240,25 @@ def _evaluate(policy: Policy, request: RunRequest, deps: Deps, now: datetime) ->
             tasks = scale_out_tasks(tasks_f.result())
         except CloudError as exc:
             return outcome(OutcomeCode.ERROR, f"cluster tasks unavailable: {exc}")
-    if failures:
-        return outcome(OutcomeCode.METRICS_UNAVAILABLE, "not acting: " + "; ".join(failures))
-
-    decision = decide(policy, current.count, readings)
-    if decision.add == 0:
-        code = OutcomeCode.CAPPED if decision.reason == "capped" else OutcomeCode.NO_CHANGE
-        return outcome(code, decision.explanation, decision=decision)
-
-    running = [t.task_id for t in tasks if t.phase == TaskPhase.RUNNING]
-    verdict = guard.running_tasks(running, activities)
-    if not verdict.allowed:
-        assert verdict.outcome is not None
-        return outcome(verdict.outcome, verdict.reason, decision=decision)
-
-    decision = decision.clamped(
-        guard.budget_clamps(decision.add, activities, policy.budget, now=now)
+        history: dict[str, Series] = {}
+        for m, hist_f in history_fs.items():
+            try:
+                history[m] = hist_f.result()
+            except MetricError as exc:  # the rule then acts on the current value, and says so
+                log.warning("%s: no history for predictive rules: %s", name, exc)
+    result = offline.after_reads(
+        policy,
+        activities,
+        now=now,
+        current=current.count,
+        readings=readings,
+        failures=failures,
+        history=history,
+        running_tasks=[t.task_id for t in tasks if t.phase == TaskPhase.RUNNING],
     )
-    if decision.add == 0:
-        return outcome(OutcomeCode.BUDGET, decision.explanation, decision=decision)
-
+    if result.outcome != OutcomeCode.SCALED:
+        return outcome(result.outcome, result.reason, decision=result.decision)
+    assert result.decision is not None
     ctx = Context(
         now=now,
         trigger=request.trigger,
@@ -250,7 +266,7 @@ def _evaluate(policy: Policy, request: RunRequest, deps: Deps, now: datetime) ->
         lookback=since,
         prior_tasks=tuple(t.task_id for t in tasks[:MAX_PRIOR_TASKS]),
     )
-    return deps.actuator.execute(policy, decision, activities, ctx)
+    return deps.actuator.execute(policy, result.decision, activities, ctx)
 
 
 def refresh_open(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -31,13 +31,15 @@ from pydantic import (
 WORKER_PERIODS = (1, 2, 3, 6, 12, 24, 36, 48, 60)
 MAX_COUNT_PER_CALL = 500  # the CS API's per-call ceiling
 MAX_COOLDOWN = timedelta(hours=12)  # the guard reads a day of history; keep well inside it
+MAX_HISTORY_POINTS = 11_000  # Prometheus' limit of points per series in one query_range
+MAX_HORIZON = timedelta(days=1)
 
-_DURATION = re.compile(r"^(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,9})s)?$")
+_DURATION = re.compile(r"^(?:(\d{1,5})d)?(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,9})s)?$")
 _MAX_DURATION_SECONDS = 10 * 365 * 86400  # far above any limit; keeps timedelta in range
 
 
 def parse_duration(value: object) -> timedelta:
-    """``90s``, ``10m``, ``1h30m``, or a non-negative number of seconds."""
+    """``90s``, ``10m``, ``1h30m``, ``7d``, or a non-negative number of seconds."""
     if isinstance(value, bool):
         raise ValueError("must be a duration like 90s, 10m or 1h30m")
     if isinstance(value, int | float):
@@ -51,16 +53,17 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, str):
         match = _DURATION.match(value.strip())
         if match and any(match.groups()):
-            h, m, s = (int(g) if g else 0 for g in match.groups())
-            return timedelta(hours=h, minutes=m, seconds=s)
+            d, h, m, s = (int(g) if g else 0 for g in match.groups())
+            return timedelta(days=d, hours=h, minutes=m, seconds=s)
     raise ValueError("must be a duration like 90s, 10m or 1h30m")
 
 
 def format_duration(value: timedelta) -> str:
     total = int(value.total_seconds())
-    h, rest = divmod(total, 3600)
+    d, rest = divmod(total, 86400)
+    h, rest = divmod(rest, 3600)
     m, s = divmod(rest, 60)
-    parts = [f"{h}h" if h else "", f"{m}m" if m else "", f"{s}s" if s else ""]
+    parts = [f"{d}d" if d else "", f"{h}h" if h else "", f"{m}m" if m else "", f"{s}s" if s else ""]
     return "".join(parts) or "0s"
 
 
@@ -361,7 +364,137 @@ class ThresholdRule(_Model):
     _above = field_validator("above")(_finite)
 
 
-Rule = Annotated[TargetTrackingRule | StepRule | ThresholdRule, Field(discriminator="type")]
+def _positive_duration(v: object) -> timedelta:
+    d = parse_duration(v)
+    if d <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return d
+
+
+class HistorySpec(_Model):
+    """How a predictive rule reads its metric's history: one ``query_range`` per run, from
+    ``now - window`` to ``now`` every ``step``."""
+
+    window: Duration = timedelta(days=8)
+    step: Duration = timedelta(minutes=2)
+
+    @field_validator("window", "step", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> timedelta:
+        return _positive_duration(v)
+
+    @field_validator("step")
+    @classmethod
+    def _points(cls, v: timedelta, info: ValidationInfo) -> timedelta:
+        window = info.data.get("window")
+        if window is not None:
+            if v >= window:
+                raise ValueError(f"must be shorter than window ({format_duration(window)})")
+            points = window // v + 1
+            if points > MAX_HISTORY_POINTS:
+                raise ValueError(
+                    f"window {format_duration(window)} every {format_duration(v)} is {points} "
+                    f"points; Prometheus allows at most {MAX_HISTORY_POINTS} (use a longer step)"
+                )
+        return v
+
+    def bounds(self, now: datetime) -> tuple[datetime, datetime]:
+        """(start, end) of the query at ``now``: ``end`` is the newest multiple of ``step``
+        since the Unix epoch at or before ``now`` (so runs within one step read the same,
+        cacheable range), ``start = end - window``."""
+        s = self.step.total_seconds()
+        end = datetime.fromtimestamp(math.floor(now.timestamp() / s) * s, tz=timezone.utc)
+        return end - self.window, end
+
+
+class PredictiveRule(_Model):
+    """Forecast the metric's peak over the next ``horizon`` and add what that peak needs.
+
+    The metric is a total (like ``target_per_node`` target tracking): desired nodes =
+    ceil(max(forecast bound, current value) / target_per_node), counting nodes still joining.
+    The forecast (:mod:`edgescaler.forecast`): the recent level, plus the larger of the peak seen
+    over the same stretch in past ``seasons`` cycles and the damped recent trend; then headroom,
+    the larger of ``uncertainty`` x the recent noise and the ``surprise_quantile`` of the
+    metric's own recent jumps; at most ``1 + max_growth`` x its high of the ``growth_window``.
+    ``horizon`` should cover the join delay of new nodes plus the cooldown.
+    """
+
+    type: Literal["predictive"]
+    metric: StrictStr
+    target_per_node: Number = Field(gt=0)
+    horizon: Duration = timedelta(minutes=30)
+    history: HistorySpec = Field(default_factory=HistorySpec)
+    seasons: list[Duration] = Field(
+        default_factory=lambda: [timedelta(days=1), timedelta(days=7)], max_length=4
+    )
+    cycles: StrictInt = Field(default=3, ge=1, le=8)
+    level_window: Duration = timedelta(minutes=10)
+    trend_window: Duration = timedelta(hours=1)
+    trend_damping: Number = Field(default=0.5, ge=0, le=1)
+    noise_window: Duration = timedelta(hours=2)
+    uncertainty: Number = Field(default=2.0, ge=0, le=10)
+    surprise_window: Duration = timedelta(days=1)
+    surprise_quantile: Number | None = Field(default=0.9, gt=0, le=1)
+    growth_window: Duration = timedelta(days=1)
+    max_growth: Number | None = Field(default=0.15, gt=0)
+
+    _tpn = field_validator("target_per_node")(_finite)
+
+    @field_validator(
+        "horizon",
+        "level_window",
+        "trend_window",
+        "noise_window",
+        "surprise_window",
+        "growth_window",
+        mode="before",
+    )
+    @classmethod
+    def _duration(cls, v: object) -> timedelta:
+        return _positive_duration(v)
+
+    @field_validator("seasons", mode="before")
+    @classmethod
+    def _seasons(cls, v: object) -> object:
+        if isinstance(v, list):
+            return [_positive_duration(x) for x in v]
+        return v
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon(cls, v: timedelta) -> timedelta:
+        if v > MAX_HORIZON:
+            raise ValueError(f"must be at most {format_duration(MAX_HORIZON)}")
+        return v
+
+    @model_validator(mode="after")
+    def _fits_history(self) -> PredictiveRule:
+        step, window = self.history.step, self.history.window
+        if self.horizon < step:
+            raise FieldError(
+                ("horizon",), f"must be at least the history step ({format_duration(step)})"
+            )
+        used = ["level_window", "trend_window", "noise_window"]
+        used += ["surprise_window"] if self.surprise_quantile is not None else []
+        used += ["growth_window"] if self.max_growth is not None else []
+        for name in used:
+            d: timedelta = getattr(self, name)
+            if d > window:
+                raise FieldError(
+                    (name,), f"must fit in the history window ({format_duration(window)})"
+                )
+        for i, season in enumerate(self.seasons):
+            if season < self.horizon:
+                raise FieldError(
+                    ("seasons", i),
+                    f"must be at least the horizon ({format_duration(self.horizon)})",
+                )
+        return self
+
+
+Rule = Annotated[
+    TargetTrackingRule | StepRule | ThresholdRule | PredictiveRule, Field(discriminator="type")
+]
 
 
 MAX_PROMETHEUS_TIMEOUT = timedelta(seconds=60)
@@ -404,6 +537,10 @@ class Policy(_Model):
         default=None, min_length=1
     )
 
+    def histories(self) -> dict[str, HistorySpec]:
+        """The metrics predictive rules forecast, and how to read each one's history."""
+        return {r.metric: r.history for r in self.rules if isinstance(r, PredictiveRule)}
+
     @field_validator("cooldown", mode="before")
     @classmethod
     def _cooldown(cls, v: object) -> timedelta:
@@ -418,10 +555,20 @@ class Policy(_Model):
         metrics = info.data.get("metrics")
         if metrics is None:  # metrics itself is invalid; that error is reported already
             return rules
+        histories: dict[str, tuple[int, HistorySpec]] = {}
         for i, rule in enumerate(rules):
             if rule.metric not in metrics:
                 known = ", ".join(sorted(metrics))
                 raise FieldError(
                     (i, "metric"), f"unknown metric {rule.metric!r} (defined: {known})"
                 )
+            if isinstance(rule, PredictiveRule):
+                # One query_range per metric per run: its predictive rules read the same history.
+                first = histories.setdefault(rule.metric, (i, rule.history))
+                if first[1] != rule.history:
+                    raise FieldError(
+                        (i, "history"),
+                        f"must be the same as rule {first[0]}'s on metric {rule.metric!r} "
+                        f"(one history query per metric)",
+                    )
         return rules

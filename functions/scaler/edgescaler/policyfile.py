@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from edgescaler.errors import PolicyError, Problem
 from edgescaler.outside import one_line
@@ -31,6 +31,9 @@ SUFFIXES = (".yaml", ".yml")
 MAX_FILE_BYTES = 256 * 1024  # a policy is 1-3 kB
 MAX_DEPTH = 32
 MAX_NODES = 20_000
+# Policy unit tests live beside their policy as NAME.test.yaml (see edgescaler.policytest).
+TEST_SUFFIXES = (".test.yaml", ".test.yml")
+RULE_TYPES = ("target_tracking", "step", "threshold", "predictive")
 
 Loc = tuple[str | int, ...]
 
@@ -132,7 +135,7 @@ def _data_path(data: Any, loc: Sequence[str | int]) -> Loc:
             path.append(part)
         elif isinstance(cur, dict) and isinstance(part, str) and part not in cur:
             # A missing field, or a tagged-union discriminator: keep field names, skip tags.
-            if part in ("target_tracking", "step", "threshold") and cur.get("type") == part:
+            if part in RULE_TYPES and cur.get("type") == part:
                 continue
             path.append(part)
             cur = None
@@ -172,6 +175,15 @@ def _message(err: Any) -> tuple[Loc, str]:
 
 def parse(text: str, file: str) -> Policy:
     """Validate one policy document. Raises PolicyError listing every problem found."""
+    return validate(text, file, Policy, "policy")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(text: str, file: str, model: type[M], what: str) -> M:
+    """Validate the YAML document ``text`` as ``model`` (a ``what``, for messages), with every
+    problem located as ``file:line: field: message``. Raises PolicyError."""
     try:
         _check_shape(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -185,10 +197,10 @@ def parse(text: str, file: str) -> Policy:
     except _Refused as exc:
         raise PolicyError([Problem(file, exc.line, "", exc.message)]) from None
     if node is None:
-        raise PolicyError([Problem(file, None, "", "empty file; expected one policy mapping")])
+        raise PolicyError([Problem(file, None, "", f"empty file; expected one {what} mapping")])
     if not isinstance(node, yaml.MappingNode):
         raise PolicyError(
-            [Problem(file, node.start_mark.line + 1, "", "expected a mapping (one policy)")]
+            [Problem(file, node.start_mark.line + 1, "", f"expected a mapping (one {what})")]
         )
     builder = _Builder()
     try:
@@ -200,7 +212,7 @@ def parse(text: str, file: str) -> Policy:
         Problem(file, lines.get(loc), _dotted(loc), "duplicate key") for loc in builder.duplicates
     ]
     try:
-        policy = Policy.model_validate(data)
+        result = model.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             loc, msg = _message(err)
@@ -209,13 +221,31 @@ def parse(text: str, file: str) -> Policy:
         raise PolicyError(sorted(problems, key=lambda p: (p.line or 0, p.field))) from None
     if problems:
         raise PolicyError(problems)
-    return policy
+    return result
+
+
+def line_of(text: str, loc: Loc) -> int | None:
+    """The line of ``loc`` (a path of keys and indexes) in the YAML document ``text``."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    if node is None:
+        return None
+    builder = _Builder()
+    builder.build(node)
+    return _line_for(builder.lines, loc)
+
+
+def is_test_file(path: Path) -> bool:
+    """``NAME.test.yaml``: a policy's unit tests, not a policy."""
+    return path.name.endswith(TEST_SUFFIXES)
 
 
 def policy_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand directories into their ``*.yaml``/``*.yml`` files (sorted; hidden files ignored);
-    keep files as given. Entries that are not readable regular files are returned too, so that
-    :func:`load` reports them."""
+    """Expand directories into their ``*.yaml``/``*.yml`` files (sorted; hidden files and policy
+    tests ``*.test.yaml`` left out); keep files as given. Entries that are not readable regular
+    files are returned too, so that :func:`load` reports them."""
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
@@ -224,7 +254,10 @@ def policy_files(paths: Iterable[str | Path]) -> list[Path]:
                 sorted(
                     f
                     for f in p.iterdir()
-                    if f.suffix in SUFFIXES and not f.name.startswith(".") and not f.is_dir()
+                    if f.suffix in SUFFIXES
+                    and not f.name.startswith(".")
+                    and not is_test_file(f)
+                    and not f.is_dir()
                 )
             )
         elif p.exists() or p.is_symlink():

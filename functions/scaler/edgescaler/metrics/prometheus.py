@@ -46,7 +46,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,6 +55,7 @@ from edgescaler import safejson
 from edgescaler.deadline import Deadline, DeadlineExceeded
 from edgescaler.errors import ConfigError, MetricError
 from edgescaler.metrics.base import Reading
+from edgescaler.metrics.series import MAX_POINTS, Series
 from edgescaler.outside import message as outside_message
 
 _DETAIL_MAX = 300
@@ -155,6 +156,31 @@ class PrometheusSource:
             self._check_age(name, "newest sample", timestamp, max_age, now)
         return Reading(metric=name, value=value, timestamp=timestamp, source="prometheus")
 
+    def history(
+        self,
+        name: str,
+        query: str,
+        *,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+    ) -> Series:
+        """``query`` over ``[start, end]`` every ``step`` (one ``query_range``), as a
+        :class:`~edgescaler.metrics.series.Series` on that grid: a missing step or a NaN/±Inf
+        sample is a gap. At most :data:`~edgescaler.metrics.series.MAX_POINTS` points: a longer
+        range keeps its newest ones. Raises MetricError with the reasons of :meth:`read` (but
+        never ``stale`` or ``nan``).
+        """
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("start and end must be timezone-aware datetimes")
+        if step <= timedelta(0) or end < start:
+            raise ValueError("need a positive step and start <= end")
+        if (end - start) // step + 1 > MAX_POINTS:
+            start = end - step * (MAX_POINTS - 1)
+        where = self._where("range query", query)
+        samples = self._range(name, query, where, start, end, step)
+        return Series.from_samples(name, samples, start=start, end=end, step=step)
+
     def close(self) -> None:
         """Close the HTTP session; a later :meth:`read` opens a new one."""
         with self._lock:
@@ -206,6 +232,30 @@ class PrometheusSource:
 
     def _instant(self, name: str, query: str, where: str) -> tuple[float, datetime]:
         """Run one instant query; return (finite value, evaluation time) or raise MetricError."""
+        result = self._call(name, where, lambda c, t: c.custom_query(query, timeout=t))
+        return self._parse(name, where, result)
+
+    def _range(
+        self, name: str, query: str, where: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[tuple[float, float]]:
+        """Run one query_range; return its (unix_ts, value) samples or raise MetricError."""
+        result = self._call(
+            name,
+            where,
+            lambda c, t: c.custom_query_range(
+                query,
+                start_time=start,
+                end_time=end,
+                step=f"{step.total_seconds():g}",
+                timeout=t,
+            ),
+        )
+        return self._parse_matrix(name, where, result)
+
+    def _call(self, name: str, where: str, query: Callable[[Any, float], Any]) -> Any:
+        """``query(client, timeout)`` under this source's limits, every failure a MetricError:
+        fail at once if the server was found down earlier in the run; at most the run's time
+        left (and the configured timeout); answers bounded by :func:`_bounded_adapter`."""
         from prometheus_api_client.exceptions import PrometheusApiClientException
         from requests import exceptions as rex
 
@@ -223,7 +273,7 @@ class PrometheusSource:
         self._local.response = None
         self._local.until = time.monotonic() + timeout
         try:
-            result = client.custom_query(query, timeout=timeout)
+            return query(client, timeout)
         except _TooLarge as exc:
             raise MetricError(name, "bad_response", _one_line(f"{where}: {exc}")) from exc
         except _TooSlow as exc:
@@ -251,17 +301,52 @@ class PrometheusSource:
                 name, "bad_response", _one_line(f"{where}: {self._bad_body(exc)}")
             ) from exc
         except (KeyError, TypeError, IndexError, ValueError, RecursionError) as exc:
-            # custom_query indexes body["data"]["result"] of a 200 answer.
+            # the library indexes body["data"]["result"] of a 200 answer.
             raise MetricError(
                 name, "bad_response", _one_line(f"{where}: {self._bad_body(exc)}")
             ) from exc
-        return self._parse(name, where, result)
 
     def _mark_down(self, error: MetricError, why: str) -> MetricError:
         with self._lock:
             if self._down is None:
                 self._down = MetricError(error.metric, error.reason, why)
         return error
+
+    def _parse_matrix(self, name: str, where: str, result: Any) -> list[tuple[float, float]]:
+        def bad(message: str) -> MetricError:
+            return MetricError(name, "bad_response", _one_line(f"{where}: {message}"))
+
+        response = getattr(self._local, "response", None)
+        try:
+            body = response.json() if response is not None else None
+            result_type = body["data"]["resultType"] if body is not None else "matrix"
+        except (ValueError, AttributeError, KeyError, TypeError) as exc:
+            raise bad(f"no data.resultType in the answer ({type(exc).__name__})") from exc
+        if result_type != "matrix":
+            raise bad(f"result type {result_type!r}, expected matrix")
+        if not isinstance(result, list):
+            raise bad(f"matrix result is a {type(result).__name__}, not a list")
+        if not result:
+            raise MetricError(name, "empty", _one_line(f"{where} returned no series"))
+        if len(result) > 1:
+            shown = ", ".join(_labels(item) for item in result[:_LABEL_SETS_SHOWN])
+            more = ", ..." if len(result) > _LABEL_SETS_SHOWN else ""
+            raise MetricError(
+                name,
+                "multiple_series",
+                _one_line(f"{where} returned {len(result)} series, expected 1: {shown}{more}"),
+            )
+        item = result[0]
+        values = item.get("values") if isinstance(item, dict) else None
+        if not isinstance(values, list) or len(values) > MAX_POINTS:
+            raise bad("matrix series without a list of at most 11000 values")
+        out: list[tuple[float, float]] = []
+        for sample in values:
+            ts, value = _sample(sample)
+            if ts is None or value is None:
+                raise bad(f"malformed sample {_clip(repr(sample), 60)}")
+            out.append((ts, value))  # NaN/Inf become gaps in Series.from_samples
+        return out
 
     def _http_error(self, exc: Exception) -> str:
         response = getattr(self._local, "response", None)
