@@ -472,7 +472,7 @@ def oss(moto_s3: MotoS3) -> Iterator[OSS]:
 def oss_layer(oss: OSS) -> Iterator[OSSLayer]:
     """A fresh layer (own port, own fault switches) over the same moto; the store's start-up
     check cache is cleared before and after."""
-    from edgescaler.store.oss import clear_probe_cache
+    from edgescaler.store.base import clear_probe_cache
 
     clear_probe_cache()
     layer = OSSLayer(oss.moto.endpoint, _accounts())

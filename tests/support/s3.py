@@ -335,7 +335,7 @@ class S3Proxy:
 def s3_proxy(moto_s3: MotoS3) -> Iterator[S3Proxy]:
     """A fresh proxy in front of ``moto_s3``; the store's probe cache is cleared (a new proxy may
     reuse the port, hence the endpoint URL, of an earlier one that passed the probe)."""
-    from edgescaler.store.s3 import clear_probe_cache
+    from edgescaler.store.base import clear_probe_cache
 
     clear_probe_cache()
     proxy = S3Proxy(moto_s3.endpoint)

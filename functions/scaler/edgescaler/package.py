@@ -87,7 +87,7 @@ FUNCTION_MODULES = frozenset(
         "edgescaler.settings",
         "edgescaler.triggers",
         "edgescaler.cloud",
-        "edgescaler.cloud.answers",
+        "edgescaler.cloud.acs",
         "edgescaler.cloud.credentials",
         "edgescaler.cloud.cs",
         "edgescaler.cloud.kms",

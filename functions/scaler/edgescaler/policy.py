@@ -67,6 +67,13 @@ def format_duration(value: timedelta) -> str:
     return "".join(parts) or "0s"
 
 
+def _positive_duration(v: object) -> timedelta:
+    d = parse_duration(v)
+    if d <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return d
+
+
 Duration = Annotated[timedelta, Field(description="duration like 90s, 10m, 1h30m")]
 
 
@@ -249,10 +256,7 @@ class AlarmValue(_Model):
     @field_validator("max_age", mode="before")
     @classmethod
     def _duration(cls, v: object) -> timedelta:
-        d = parse_duration(v)
-        if d <= timedelta(0):
-            raise ValueError("must be longer than 0s")
-        return d
+        return _positive_duration(v)
 
 
 class MetricSpec(_Model):
@@ -266,10 +270,7 @@ class MetricSpec(_Model):
     @field_validator("max_age", mode="before")
     @classmethod
     def _duration(cls, v: object) -> timedelta:
-        d = parse_duration(v)
-        if d <= timedelta(0):
-            raise ValueError("must be longer than 0s")
-        return d
+        return _positive_duration(v)
 
 
 Number = StrictInt | StrictFloat
@@ -362,13 +363,6 @@ class ThresholdRule(_Model):
     add: StrictInt = Field(ge=1, le=MAX_COUNT_PER_CALL)
 
     _above = field_validator("above")(_finite)
-
-
-def _positive_duration(v: object) -> timedelta:
-    d = parse_duration(v)
-    if d <= timedelta(0):
-        raise ValueError("must be longer than 0s")
-    return d
 
 
 class HistorySpec(_Model):
@@ -507,9 +501,7 @@ class PrometheusSpec(_Model):
     @field_validator("timeout", mode="before")
     @classmethod
     def _duration(cls, v: object) -> timedelta:
-        d = parse_duration(v)
-        if d <= timedelta(0):
-            raise ValueError("must be longer than 0s")
+        d = _positive_duration(v)
         if d > MAX_PROMETHEUS_TIMEOUT:
             raise ValueError(f"must be at most {format_duration(MAX_PROMETHEUS_TIMEOUT)}")
         return d

@@ -46,11 +46,12 @@ from typing import Any
 
 import httpx
 
-from edgescaler import __version__, safejson
-from edgescaler.cloud.answers import MAX_ANSWER_BYTES, Abandoned, read_body
+from edgescaler import safejson
+from edgescaler.cloud import acs
+from edgescaler.cloud.acs import MAX_ANSWER_BYTES, Abandoned, read_body
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.model import Node, ScaleOutResult, TaskInfo
-from edgescaler.cloud.signing import AcsV3Auth, encode_query, new_nonce, percent_encode
+from edgescaler.cloud.signing import encode_query, new_nonce, percent_encode
 from edgescaler.deadline import Deadline, DeadlineExceeded
 from edgescaler.errors import ConfigError, CSApiError, CSTransportError
 from edgescaler.outside import message as outside_message
@@ -98,7 +99,6 @@ _CENTRAL_ENDPOINT = "https://cs.aliyuncs.com"
 _REGION_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _OVERRIDE_RE = re.compile(r"^https?://[^/\s?#]+(?:/[^\s?#]*)?$")
 
-_USER_AGENT = f"edgescaler/{__version__}"
 RETRY_BUDGET_FACTOR = 2.0
 _MAX_ERROR_TEXT = 200
 _MAX_NODE_PAGES = 1000  # 100 000 nodes: far above any CS node quota; guards against a bad total
@@ -358,19 +358,13 @@ class CSClient:
         self._read_timeout = read_timeout
         self._deadline = deadline
         self._max_answer_bytes = max_answer_bytes
-        auth = (
-            AcsV3Auth(self._current_credentials, clock, nonce)
-            if clock is not None
-            else AcsV3Auth(self._current_credentials, nonce=nonce)
-        )
-        self._http = httpx.Client(
-            auth=auth,
+        self._http = acs.client(
+            self._current_credentials,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             transport=transport,
-            timeout=httpx.Timeout(
-                connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
-            ),
-            headers={"accept": "application/json", "user-agent": _USER_AGENT},
-            follow_redirects=False,
+            clock=clock,
+            nonce=nonce,
         )
 
     def __repr__(self) -> str:

@@ -38,9 +38,9 @@ from typing import Any, Protocol
 
 import httpx
 
-from edgescaler import __version__
+from edgescaler.cloud import acs
 from edgescaler.cloud.credentials import Credentials
-from edgescaler.cloud.signing import AcsV3Auth, encode_query, new_nonce, percent_encode
+from edgescaler.cloud.signing import encode_query, new_nonce, percent_encode
 from edgescaler.errors import ConfigError, FunctionError, InvokeError
 from edgescaler.sensitive import redact
 
@@ -52,7 +52,6 @@ log = logging.getLogger("edgescaler.invoke")
 _REGION_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _ACCOUNT_RE = re.compile(r"^[0-9]{5,20}$")
 _OVERRIDE_RE = re.compile(r"^https?://[^/\s?#]+/?$")
-_USER_AGENT = f"edgescaler/{__version__}"
 _MAX_TEXT = 300
 
 
@@ -173,19 +172,13 @@ class FC3Invoker:
         self.qualifier = qualifier
         self._credentials = credentials
         self._last: Credentials | None = None
-        auth = (
-            AcsV3Auth(self._current, clock, nonce)
-            if clock is not None
-            else AcsV3Auth(self._current, nonce=nonce)
-        )
-        self._http = httpx.Client(
-            auth=auth,
+        self._http = acs.client(
+            self._current,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             transport=transport,
-            timeout=httpx.Timeout(
-                connect=connect_timeout, read=read_timeout, write=30.0, pool=connect_timeout
-            ),
-            headers={"accept": "application/json", "user-agent": _USER_AGENT},
-            follow_redirects=False,
+            clock=clock,
+            nonce=nonce,
         )
 
     def _current(self) -> Credentials:

@@ -42,10 +42,11 @@ from typing import Any
 
 import httpx
 
-from edgescaler import __version__, safejson
-from edgescaler.cloud.answers import Abandoned, read_body
+from edgescaler import safejson
+from edgescaler.cloud import acs
+from edgescaler.cloud.acs import Abandoned, read_body
 from edgescaler.cloud.credentials import Credentials
-from edgescaler.cloud.signing import AcsV3Auth, encode_query, new_nonce
+from edgescaler.cloud.signing import encode_query, new_nonce
 from edgescaler.errors import ConfigError, KMSApiError, KMSTransportError
 from edgescaler.outside import message as outside_message
 from edgescaler.sensitive import Secret
@@ -59,7 +60,6 @@ _REGION_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _OVERRIDE_RE = re.compile(r"^https?://[^/\s?#]+/?$")
 # KMS secret names: letters, digits and _/+=.@- (1..192); an ARN (acs:kms:...:secret/NAME) too.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_/+=.@:-]{1,256}$")
-_USER_AGENT = f"edgescaler/{__version__}"
 _MAX_ANSWER = 256 * 1024  # a secret is at most 64 kB; its answer a little more
 _MAX_ERROR_TEXT = 200
 
@@ -133,19 +133,13 @@ class KMSClient:
         self._retry_delay = retry_delay
         self._sleep = sleep
         self._total_timeout = connect_timeout + read_timeout
-        auth = (
-            AcsV3Auth(self._current_credentials, clock, nonce)
-            if clock is not None
-            else AcsV3Auth(self._current_credentials, nonce=nonce)
-        )
-        self._http = httpx.Client(
-            auth=auth,
+        self._http = acs.client(
+            self._current_credentials,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             transport=transport,
-            timeout=httpx.Timeout(
-                connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
-            ),
-            headers={"accept": "application/json", "user-agent": _USER_AGENT},
-            follow_redirects=False,
+            clock=clock,
+            nonce=nonce,
         )
 
     def __repr__(self) -> str:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,6 +30,28 @@ from edgescaler.errors import ConflictError, StoreError
 
 ACTIVITY_PREFIX = "activities/"
 EVENT_PREFIX = "events/"
+
+
+# Object stores prove create-only writes once per process per (kind, endpoint, bucket): a warm FC
+# instance probes on its first run only.
+_probed: set[tuple[str, ...]] = set()
+_probed_lock = threading.Lock()
+
+
+def probe_once(key: tuple[str, ...], probe: Callable[[], None]) -> None:
+    """Run ``probe`` unless one with ``key`` has passed in this process; remember a pass."""
+    with _probed_lock:
+        if key in _probed:
+            return
+    probe()
+    with _probed_lock:
+        _probed.add(key)
+
+
+def clear_probe_cache() -> None:
+    """Forget every passed probe (tests; or after an endpoint changed its behaviour)."""
+    with _probed_lock:
+        _probed.clear()
 
 
 def activity_key(cluster_id: str, seq: int) -> str:

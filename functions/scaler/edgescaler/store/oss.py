@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -52,21 +51,12 @@ from edgescaler.cloud.oss import (
     valid_region,
 )
 from edgescaler.errors import ConfigError, ConflictError, StoreError
-from edgescaler.store.base import Store
+from edgescaler.store.base import Store, probe_once
 
 PROBE_DIR = ".probe/"
 WRITER_META = "edgescaler-writer"  # x-oss-meta-edgescaler-writer: the one-off id of a create
 LOST_RACE = "FileAlreadyExists"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-
-_probed: set[tuple[str, str]] = set()
-_probed_lock = threading.Lock()
-
-
-def clear_probe_cache() -> None:
-    """Forget every passed start-up check (tests; or after an endpoint changed behaviour)."""
-    with _probed_lock:
-        _probed.clear()
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -185,13 +175,7 @@ class OSSStore(Store):
 
     # -- start-up check -------------------------------------------------------------------
     def _probe_once(self) -> None:
-        cache_key = (self.endpoint, self.bucket)
-        with _probed_lock:
-            if cache_key in _probed:
-                return
-        self.probe()
-        with _probed_lock:
-            _probed.add(cache_key)
+        probe_once(("oss", self.endpoint, self.bucket), self.probe)
 
     def probe(self) -> None:
         """Refuse a versioned bucket, then prove that the endpoint enforces

@@ -59,7 +59,7 @@ from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.credentials import from_env as alibaba_from_env
 from edgescaler.errors import ConfigError, ConflictError, StoreError
 from edgescaler.sensitive import Secret, redact
-from edgescaler.store.base import Store
+from edgescaler.store.base import Store, probe_once
 
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 5.0
@@ -70,8 +70,6 @@ WRITER_META = "edgescaler-writer"  # x-amz-meta-edgescaler-writer: the one-off i
 
 _OSS_HOST = re.compile(r"^(?:s3\.)?oss-(?P<region>[a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com$")
 
-_probed: set[tuple[str, str]] = set()
-_probed_lock = threading.Lock()
 _loader: Any = None
 _loader_lock = threading.Lock()
 # Clients built from explicit credentials, reused by later invocations of a warm FC instance
@@ -80,12 +78,6 @@ _loader_lock = threading.Lock()
 _clients: dict[tuple[str, ...], Any] = {}
 _clients_lock = threading.Lock()
 _MAX_CLIENTS = 4
-
-
-def clear_probe_cache() -> None:
-    """Forget every passed probe (tests; or after an endpoint changed its behaviour)."""
-    with _probed_lock:
-        _probed.clear()
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -409,13 +401,7 @@ class S3Store(Store):
 
     # -- probe ----------------------------------------------------------------------------
     def _probe_once(self) -> None:
-        cache_key = (self.endpoint_url or "aws", self.bucket)
-        with _probed_lock:
-            if cache_key in _probed:
-                return
-        self.probe()
-        with _probed_lock:
-            _probed.add(cache_key)
+        probe_once(("s3", self.endpoint_url or "aws", self.bucket), self.probe)
 
     def probe(self) -> None:
         """Prove that the endpoint enforces ``If-None-Match: *``; ConfigError if it does not.
