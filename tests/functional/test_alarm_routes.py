@@ -164,3 +164,29 @@ def test_the_callback_as_an_fc3_http_trigger_event(world: World) -> None:
     assert got["statusCode"] == 405 and got["headers"]["Allow"] == "POST"
     assert run(world, fc3_http(b"{}"))["statusCode"] == 400  # not a callback: runs nothing
     assert len(world.posts()) == 1
+
+
+def test_a_predictive_policy_reads_its_history_from_the_emulator(world: World) -> None:
+    """The emulator answers query_range too: a predictive rule gets its history end to end."""
+    write(
+        world,
+        "edge-a",
+        rules=[
+            {
+                "type": "predictive",
+                "metric": "load",
+                "target_per_node": 2,
+                "horizon": "30m",
+                "history": {"window": "1h", "step": "1m"},
+                "seasons": [],
+                "noise_window": "30m",
+                "surprise_window": "30m",
+                "growth_window": "30m",
+            }
+        ],
+    )
+    world.clock.advance(3600)  # type: ignore[attr-defined]  # an hour of scripted history
+    (o,) = run(world, b'{"policies": ["edge-a"], "dry_run": true}')["outcomes"]
+    forecast = o["decision"]["rules"][0]["forecast"]
+    assert forecast["points"] >= 50, forecast  # read through query_range, not "no history"
+    assert o["outcome"] == "dry_run" and o["add"] >= 3

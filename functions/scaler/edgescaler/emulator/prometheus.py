@@ -1,9 +1,11 @@
-"""The scripted Prometheus: instant queries answered from the scenario's steps.
+"""The scripted Prometheus: instant and range queries answered from the scenario's steps.
 
 The query must equal a metric key of the scenario (``timestamp(KEY)`` is answered too); the
 value is that of the last step naming the metric whose ``at`` has passed, rendered as Prometheus
 does (``"NaN"``, ``"+Inf"``); the sample timestamp is the evaluation time unless the step marks
-the metric stale. Anything else is an empty vector.
+the metric stale. Anything else is an empty vector. A range query (``/api/v1/query_range``,
+for predictive rules' history) evaluates the same at every step from ``start`` to ``end``; steps
+before the scenario began have no sample (a gap), and at most :data:`MAX_POINTS` are answered.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from edgescaler.emulator.api import ApiError
 from edgescaler.emulator.config import ScenarioStep
 
 _TIMESTAMP_QUERY = re.compile(r"^timestamp\((.+)\)$")
+MAX_POINTS = 11_000  # Prometheus' own limit of points per series
 
 
 def _prom_value(value: float) -> str:
@@ -69,6 +72,29 @@ def read_request(method: str, raw_query: str, body: bytes) -> tuple[str, float |
     return query, at
 
 
+def read_range_request(method: str, raw_query: str, body: bytes) -> tuple[str, float, float, float]:
+    """The ``query``, ``start``, ``end`` and ``step`` (seconds) of a ``/api/v1/query_range``
+    request; ``ValueError`` (``bad_data``) for anything missing or out of range."""
+    params = dict(parse_qsl(raw_query, keep_blank_values=True))
+    if method == "POST":
+        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    elif method != "GET":
+        raise ApiError(405, "MethodNotAllowed", "use GET or POST")
+    query = params.get("query", "").strip()
+    if not query:
+        raise ValueError('invalid parameter "query": missing')
+    try:
+        start, end = _prom_time(params["start"]), _prom_time(params["end"])
+        step = float(params["step"])
+    except KeyError as missing:
+        raise ValueError(f"invalid parameter {missing}: missing") from None
+    if not step > 0 or end < start:
+        raise ValueError("need a positive step and start <= end")
+    if (end - start) / step + 1 > MAX_POINTS:
+        raise ValueError("exceeded maximum resolution of 11,000 points per timeseries")
+    return query, start, end, step
+
+
 def bad_data(err: ValueError) -> dict[str, Any]:
     """Prometheus' 400 answer to a request it cannot read."""
     return {"status": "error", "errorType": "bad_data", "error": str(err)}
@@ -77,6 +103,27 @@ def bad_data(err: ValueError) -> dict[str, Any]:
 def vector(result: list[dict[str, Any]]) -> dict[str, Any]:
     """Prometheus' 200 answer carrying an instant vector."""
     return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+def matrix(
+    scenario: Sequence[ScenarioStep],
+    begun: float,
+    query: str,
+    start: float,
+    end: float,
+    step: float,
+) -> dict[str, Any]:
+    """Prometheus' 200 answer to a range query: one series with a sample at every step that has
+    one (see :func:`evaluate`), or no series at all."""
+    values = []
+    n = int((end - start) // step) + 1
+    for i in range(n):
+        at = start + i * step
+        found = evaluate(scenario, begun, query, at) if at >= begun else []
+        if found:
+            values.append([round(at, 3), found[0]["value"][1]])
+    result = [{"metric": {"__name__": query}, "values": values}] if values else []
+    return {"status": "success", "data": {"resultType": "matrix", "result": result}}
 
 
 def evaluate(

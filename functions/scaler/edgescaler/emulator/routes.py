@@ -11,6 +11,7 @@ Signed CS routes (reference/cs-api.md §1, §2; signatures checked by :mod:`.ver
 Unsigned routes::
 
     GET|POST /api/v1/query?query=Q[&time=T]   Prometheus instant query over the scenario
+    GET|POST /api/v1/query_range?query=Q&start=S&end=E&step=D   the same at every step
     GET  /-/ready, /-/healthy                 200
     GET  /_emulator/state                     call counts, scale-outs (redacted), tasks, nodes
     POST /_emulator/faults                    {"action", "kind", "count", "seconds", "rate"} or
@@ -294,6 +295,9 @@ class Emulator:
             if raw_path == "/api/v1/query":
                 action = "PrometheusQuery"
                 return self._prometheus(method, raw_query, body, request_id)
+            if raw_path == "/api/v1/query_range":
+                action = "PrometheusQuery"
+                return self._prometheus_range(method, raw_query, body, request_id)
             if raw_path in ("/-/ready", "/-/healthy") and method == "GET":
                 return Response(200, b"ready\n", request_id, content_type="text/plain")
             for route_method, pattern, route_action in _ROUTES:
@@ -475,6 +479,18 @@ class Emulator:
             now = self._clock()
         result = self.evaluate(query, now if at is None else at)
         return Response(200, prometheus.vector(result), request_id, "PrometheusQuery")
+
+    def _prometheus_range(
+        self, method: str, raw_query: str, body: bytes, request_id: str
+    ) -> Response:
+        try:
+            query, start, end, step = prometheus.read_range_request(method, raw_query, body)
+        except ValueError as err:
+            return Response(400, prometheus.bad_data(err), request_id, "PrometheusQuery")
+        with self._lock:
+            self._world.calls["PrometheusQuery"] += 1
+        answer = prometheus.matrix(self._scenario, self._scenario_start, query, start, end, step)
+        return Response(200, answer, request_id, "PrometheusQuery")
 
     def _admin(self, method: str, raw_path: str, body: bytes, request_id: str) -> Response:
         if raw_path == "/_emulator/state" and method == "GET":
