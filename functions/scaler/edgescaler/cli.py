@@ -243,7 +243,13 @@ def cmd_package(args: argparse.Namespace) -> int:
     from edgescaler import package
 
     store = "s3" if args.with_s3 else args.store
-    return package.main(out=args.out, policies=args.policies, store=store)
+    return package.main(
+        out=args.out,
+        policies=args.policies,
+        store=store,
+        python=args.python,
+        bytecode=not args.no_bytecode,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -308,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
         "s3 adds botocore with only its S3 model (default: oss)",
     )
     p.add_argument("--with-s3", action="store_true", help="same as --store s3")
+    p.add_argument(
+        "--python",
+        metavar="PATH",
+        help="the CPython 3.10 that compiles the .pyc (default: this one if 3.10, else "
+        "python3.10 on PATH or a pyenv 3.10)",
+    )
+    p.add_argument(
+        "--no-bytecode", action="store_true", help="no .pyc: every cold start compiles"
+    )
     p.set_defaults(func=cmd_package)
 
     p = sub.add_parser("reconcile", help="compare the activity log with the cloud; print the drift")

@@ -9,6 +9,16 @@ whatever Python and platform build the package. Layout of the result (``CodeUri`
     edgescaler/         the modules of this package the function runs (FUNCTION_MODULES)
     policies/*.yaml     the policies to deploy (validated first)
     <dependencies>      unpacked wheels
+    **/__pycache__/*.cpython-310.pyc   bytecode, compiled at build time (below)
+
+FC's ``/code`` is read-only, so Python can never cache the bytecode it compiles there: without
+``.pyc`` in the zip every cold start compiles every module it imports (twice as slow as loading
+them). They are compiled by a CPython 3.10 (``--python``, else one found on this machine) with
+``--invalidation-mode unchecked-hash``: a timestamp ``.pyc`` would be stale at once (the zip
+fixes every mtime), a checked-hash one would read and hash every source on every import, and
+the zip is immutable — its ``.pyc`` and sources always ship together. The date-parsing
+libraries ``prometheus-api-client`` requires but the function never imports
+(:data:`NOT_COMPILED`) stay source only: their bytecode would be 1.5 MB of the zip.
 
 The installed package also holds tools that never run in the function and stay out of the zip:
 the CLI, the emulator, the demo (and its policy, which names a built-in fake access-key secret),
@@ -24,6 +34,8 @@ edgescaler's own, over httpx); ``s3`` adds botocore, with only the data its S3 c
 from __future__ import annotations
 
 import ast
+import glob
+import os
 import shutil
 import subprocess
 import sys
@@ -52,6 +64,24 @@ BOTOCORE_SERVICES = frozenset({"s3"})
 # 100 MB is the limit for a base64 zip sent through the FC API; larger needs OSS.
 API_UPLOAD_LIMIT = 100 * 1000 * 1000
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # reproducible zips: same inputs, same bytes
+# Top-level modules of the zip that the function never imports: prometheus-api-client's
+# date-parsing dependencies (only its range-query helpers, never called, import dateparser).
+# Shipped as sources, not compiled. The packaged-handler test checks that a run imports none of
+# them (a module compiled from source during a run fails it).
+NOT_COMPILED = frozenset(
+    {
+        "dateparser",
+        "dateparser_cli",
+        "dateparser_data",
+        "dateparser_scripts",
+        "dateutil",
+        "pytz",
+        "regex",
+        "six",
+        "tzdata",
+        "tzlocal",
+    }
+)
 
 # The modules of the edgescaler package that go into the function: what index.py can import
 # (directly or through other modules, at the top or lazily inside a function), plus the KMS
@@ -167,6 +197,59 @@ def download_wheels(requirements: Sequence[str], dest: Path) -> list[Path]:
     return sorted(dest.glob("*.whl"))
 
 
+def find_python310() -> str | None:
+    """A working CPython 3.10: this interpreter, ``python3.10`` on PATH, or a pyenv one."""
+    candidates = [sys.executable] if sys.version_info[:2] == (3, 10) else []
+    candidates += [p for p in (shutil.which("python3.10"),) if p]
+    pattern = os.path.expanduser("~/.pyenv/versions/3.10*/bin/python3.10")
+    candidates += sorted(glob.glob(pattern), reverse=True)
+    for candidate in candidates:
+        if _is_cpython310(candidate):
+            return candidate
+    return None
+
+
+def _is_cpython310(python: str) -> bool:
+    check = "import sys; sys.exit(not (sys.implementation.name, sys.version_info[:2]) == " \
+        "('cpython', (3, 10)))"
+    try:
+        proc = subprocess.run([python, "-I", "-c", check], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def compile_bytecode(stage: Path, python: str) -> None:
+    """Compile the stage's modules (all but :data:`NOT_COMPILED`) with ``python`` (CPython
+    3.10) into ``__pycache__/*.cpython-310.pyc``, unchecked-hash (see the module docstring)."""
+    if not _is_cpython310(python):
+        raise ConfigError(f"--python: {python} is not a working CPython 3.10")
+    targets = sorted(
+        str(entry)
+        for entry in stage.iterdir()
+        if entry.name not in NOT_COMPILED
+        and entry.name != "policies"
+        and not entry.name.endswith((".dist-info", ".data"))
+        and (entry.is_dir() or entry.suffix == ".py")
+    )
+    cmd = [
+        python,
+        "-I",
+        "-m",
+        "compileall",
+        "-q",
+        "-j",
+        "0",
+        "--invalidation-mode",
+        "unchecked-hash",
+        *targets,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+        raise ConfigError("compiling the .pyc failed: " + " | ".join(tail))
+
+
 def _module_file(source: Path, module: str) -> Path | None:
     """The file of an edgescaler module under ``source`` (``functions/scaler``), if it exists."""
     base = source.joinpath(*module.split("."))
@@ -247,15 +330,26 @@ def build(
     out: Path,
     store: str = "oss",
     fetch: Callable[[Sequence[str], Path], list[Path]] = download_wheels,
+    python: str | None = None,
+    bytecode: bool = True,
 ) -> Path:
     """Build ``out/scaler/`` and ``out/edgescaler-fc.zip``; return the zip's path.
 
     ``source`` is the FC code directory (``functions/scaler``). The policies are validated
     first: a package is never built around an invalid policy, nor from a module list that
-    does not match what the function imports (:func:`function_files`).
+    does not match what the function imports (:func:`function_files`). ``python``: the CPython
+    3.10 that compiles the ``.pyc`` (:func:`find_python310` when None; a ConfigError when there
+    is none); ``bytecode=False`` builds a zip without them (every cold start compiles).
     """
     policyfile.load([policies])
     modules = function_files(source)
+    if bytecode and python is None:
+        python = find_python310()
+        if python is None:
+            raise ConfigError(
+                "no CPython 3.10 found to compile the function's .pyc (FC runs Python 3.10): "
+                "pass --python PATH, or --no-bytecode for a zip that compiles on every cold start"
+            )
     stage = out / "scaler"
     if stage.exists():
         shutil.rmtree(stage)
@@ -273,6 +367,9 @@ def build(
     (stage / "policies").mkdir()
     for f in policyfile.policy_files([policies]):
         shutil.copy2(f, stage / "policies" / f.name)
+    if bytecode:
+        assert python is not None
+        compile_bytecode(stage, python)
     archive = out / "edgescaler-fc.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(p for p in stage.rglob("*") if p.is_file()):
@@ -283,17 +380,33 @@ def build(
     return archive
 
 
-def main(*, out: str, policies: str, store: str = "oss", say: Callable[[str], None] = print) -> int:
+def main(
+    *,
+    out: str,
+    policies: str,
+    store: str = "oss",
+    python: str | None = None,
+    bytecode: bool = True,
+    say: Callable[[str], None] = print,
+) -> int:
     repo_source = Path(__file__).resolve().parent.parent
     if not (repo_source / "index.py").is_file():
         raise ConfigError(f"{repo_source}/index.py not found: run from a source checkout")
-    archive = build(source=repo_source, policies=Path(policies), out=Path(out), store=store)
+    archive = build(
+        source=repo_source,
+        policies=Path(policies),
+        out=Path(out),
+        store=store,
+        python=python,
+        bytecode=bytecode,
+    )
     size = archive.stat().st_size
     with zipfile.ZipFile(archive) as zf:
-        count = len(zf.namelist())
+        names = zf.namelist()
+    compiled = sum(n.endswith(".pyc") for n in names)
     say(
-        f"built {archive} ({size / 1e6:.1f} MB, {count} files, {store} store) for Python "
-        f"{PYTHON_VERSION} {PLATFORM}; directory {archive.parent / 'scaler'}"
+        f"built {archive} ({size / 1e6:.1f} MB, {len(names)} files, {compiled} .pyc, {store} "
+        f"store) for Python {PYTHON_VERSION} {PLATFORM}; directory {archive.parent / 'scaler'}"
     )
     if size > API_UPLOAD_LIMIT:
         say("warning: larger than the 100 MB FC API upload limit; upload through OSS")
