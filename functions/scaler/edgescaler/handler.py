@@ -27,14 +27,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgescaler import callback, logs, policyfile, triggers
+from edgescaler import callback, logs, triggers
 from edgescaler.deadline import Deadline, budget
 from edgescaler.errors import ConfigError, EdgescalerError, EventError
 from edgescaler.outside import message
-from edgescaler.pipeline import Deps, run, select
 from edgescaler.report import RunReport
-from edgescaler.runtime import Runtime
 from edgescaler.settings import Settings
+
+# The policy machinery (yaml, pydantic, the policy models) and the pipeline are imported by the
+# first run that reads policies, not by ``import index``: the import stays what every event
+# needs, and an event refused before its policies are read (a callback without the token, a
+# malformed event) never pays for them. The network clients load on first use (Runtime).
 
 log = logging.getLogger("edgescaler")
 
@@ -146,6 +149,9 @@ def _execute(
                 f"event: a {request.trigger} event is not accepted here "
                 f"(expected {', '.join(sorted(accept))})"
             )
+        from edgescaler import policyfile
+        from edgescaler.pipeline import select
+
         policies = select(policyfile.load([settings.policy_dir]), request)
     except EdgescalerError as exc:
         return RunReport(
@@ -155,6 +161,9 @@ def _execute(
     dry_run = force_dry_run or (
         request.dry_run if request.dry_run is not None else settings.dry_run
     )
+    from edgescaler.pipeline import Deps, run
+    from edgescaler.runtime import Runtime
+
     deadline = Deadline(budget(function_timeout(context), settings.deadline), clock=monotonic)
     runtime = Runtime(settings, env, context, now, deadline)
     try:

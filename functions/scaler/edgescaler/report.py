@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgescaler.codes import Code
-from edgescaler.decision import Decision
 from edgescaler.outside import MAX_REASON, message
+
+if TYPE_CHECKING:  # the decision engine (and pydantic with it) is loaded by the run, not here
+    from edgescaler.decision import Decision
 
 
 class OutcomeCode(Code):
