@@ -5,6 +5,13 @@ Errors come back all at once, each as ``file:line: field: message``
 of 10``). Lines are found by walking the YAML node tree alongside pydantic's error locations.
 Duplicate keys (which plain YAML loaders silently overwrite) are errors too.
 
+YAML is read with libyaml's parser and composer (``CSafeLoader``) where PyYAML has it (its wheels
+do): the same events, nodes, marks and values as the pure-Python ``SafeLoader``, about 20 times
+faster (a policy's YAML in 0.2 ms instead of 4). Values are built by PyYAML's own safe
+constructor either way. A document libyaml refuses is read again by the pure-Python loader, so
+that every message about invalid YAML is worded and placed as it always was (libyaml words some
+errors its own way, and stops at its own nesting limit of 1000 before our check of 32 runs).
+
 Hostile files are refused with a per-file problem, never a crash or a hang: files larger than
 :data:`MAX_FILE_BYTES`; YAML nested deeper than :data:`MAX_DEPTH` (checked on the parser's event
 stream, which does not recurse, before the tree is built); more than :data:`MAX_NODES` nodes once
@@ -34,6 +41,8 @@ MAX_NODES = 20_000
 # Policy unit tests live beside their policy as NAME.test.yaml (see edgescaler.policytest).
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
 RULE_TYPES = ("target_tracking", "step", "threshold", "predictive")
+# libyaml when PyYAML was built with it (every wheel is); the pure-Python loader otherwise.
+LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Loc = tuple[str | int, ...]
 
@@ -47,10 +56,10 @@ class _Refused(Exception):
         self.message = message
 
 
-def _check_shape(text: str) -> None:
+def _check_shape(text: str, loader: Any) -> None:
     """Refuse nesting deeper than MAX_DEPTH using the parser's events (no recursion)."""
     depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=loader):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
@@ -58,6 +67,13 @@ def _check_shape(text: str) -> None:
                 raise _Refused(line, f"nested more than {MAX_DEPTH} levels deep")
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
+
+
+def _compose(text: str, loader: Any) -> yaml.Node | None:
+    """The document's node tree, after :func:`_check_shape` (raises _Refused, YAMLError)."""
+    _check_shape(text, loader)
+    node: yaml.Node | None = yaml.compose(text, Loader=loader)
+    return node
 
 
 class _Builder:
@@ -173,20 +189,27 @@ def _message(err: Any) -> tuple[Loc, str]:
     return loc, msg
 
 
-def parse(text: str, file: str) -> Policy:
-    """Validate one policy document. Raises PolicyError listing every problem found."""
-    return validate(text, file, Policy, "policy")
+def parse(text: str, file: str, *, loader: Any = LOADER) -> Policy:
+    """Validate one policy document. Raises PolicyError listing every problem found.
+
+    ``loader``: the PyYAML loader class that parses and composes (:data:`LOADER`).
+    """
+    return validate(text, file, Policy, "policy", loader=loader)
 
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def validate(text: str, file: str, model: type[M], what: str) -> M:
+def validate(text: str, file: str, model: type[M], what: str, *, loader: Any = LOADER) -> M:
     """Validate the YAML document ``text`` as ``model`` (a ``what``, for messages), with every
     problem located as ``file:line: field: message``. Raises PolicyError."""
     try:
-        _check_shape(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        try:
+            node = _compose(text, loader)
+        except (yaml.YAMLError, ValueError):  # ValueError: libyaml cannot encode a surrogate
+            if loader is yaml.SafeLoader:
+                raise
+            node = _compose(text, yaml.SafeLoader)  # the pure loader's message and line
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
