@@ -65,6 +65,9 @@ _LABEL_SETS_SHOWN = 3
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 MAX_SERIES = 1000
 MAX_TIMEOUT = 60.0
+# Connections kept to one server: as many as the pipeline's read threads may query at once
+# (requests keeps 10 by default, and discards every connection beyond them after one query).
+MAX_CONNECTIONS = 128
 # urllib3 prefixes its messages with the pool/connection and the full URL; we already name the
 # host, so keep only the cause ("[Errno 111] Connection refused").
 _POOL_PREFIX = re.compile(r"^\s*HTTPS?Connection(?:Pool)?\(host=[^)]*\):\s*")
@@ -578,4 +581,4 @@ def _bounded_adapter(max_bytes: int, local: threading.local, retry: Any) -> Any:
             response._content_consumed = True
             return response
 
-    return BoundedAdapter(max_retries=retry)
+    return BoundedAdapter(pool_maxsize=MAX_CONNECTIONS, max_retries=retry)
