@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -122,7 +122,9 @@ class Activity:
     # -- serialisation (the store's record) --------------------------------------------------
 
     def to_json(self) -> bytes:
-        data = asdict(self)
+        # Shallow: the fields are JSON-ready already (the decision a plain dict, prior_tasks a
+        # tuple json writes as a list); dataclasses.asdict would deep-copy every one of them.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         for k in _TIMES:
             data[k] = _iso(data[k])
         if data["error"]:  # outside text (API messages): redacted and short in the store too

@@ -99,5 +99,8 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         raise JSONError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except (ValueError, RecursionError) as exc:  # belt and braces: nothing else may escape
         raise JSONError(f"not JSON: {type(exc).__name__}") from None
-    _check_strings(data)
+    # A lone surrogate can only come from a \u escape, or from a surrogate already in a str
+    # given to us: ASCII text without "\u" cannot hold one, and needs no walk.
+    if "\\u" in text or not text.isascii():
+        _check_strings(data)
     return data
