@@ -63,14 +63,14 @@ SDK_REQUIREMENT = "alibabacloud_cs20151215"
 SDK_MODULE = "alibabacloud_cs20151215.client"
 LATENCY = 0.100
 PASSWORD_ENV = "BENCH_ENS_PASSWORD"
-PASSWORD = "Bench-Passw0rd"  # noqa: S105 - a fake the emulator accepts
+PASSWORD = "Bench-Passw0rd"  # a fake the emulator accepts
 
 GOALS = {
-    "a": ("cold `import index`, package, 3.10, vs SDK import", "≤ 0.35×"),
-    "b": ("same from the source tree (3.11)", "≤ 0.35×"),
-    "c": ("first full invocation, package, vs SDK import", "≤ 0.75×"),
-    "d1": ("50 policies × 3 queries vs 1, 100 ms per answer: 5 scale out", "≤ 1.5×"),
-    "d2": ("the same, all 50 scale out", "≤ 1.5×"),
+    "a": ("cold `import index`, package, 3.10, vs SDK import", "≤ 0.35x"),
+    "b": ("same from the source tree (3.11)", "≤ 0.35x"),
+    "c": ("first full invocation, package, vs SDK import", "≤ 0.75x"),
+    "d1": ("50 policies x 3 queries vs 1, 100 ms per answer: 5 scale out", "≤ 1.5x"),
+    "d2": ("the same, all 50 scale out", "≤ 1.5x"),
     "e": ("function zip, production store (oss)", "≤ 10 MB"),
     "f": ("peak RSS of the 50-policy run", "≤ 64 MiB"),
     "g": ("decision engine, evaluations per second", "≥ 10,000/s"),
@@ -124,7 +124,7 @@ from edgescaler.metrics.base import Reading
 path = sys.argv[2]
 policy = policyfile.parse(open(path, encoding="utf-8").read(), path)
 now = datetime.now(timezone.utc)
-readings = {"cpu_cores": Reading("cpu_cores", 9.0, now), "pending_pods": Reading("pending_pods", 3.0, now)}
+readings = {m: Reading(m, v, now) for m, v in (("cpu_cores", 9.0), ("pending_pods", 3.0))}
 assert decide(policy, 2, readings).add == 5
 best = 0.0
 for _ in range(5):
@@ -188,7 +188,9 @@ metrics:
   pending_pods: {{query: '{q["pending"]}'}}
 rules:
   - {{type: target_tracking, metric: cpu_cores, target_per_node: 1.4}}
-  - {{type: step, metric: pending_pods, steps: [{{lower: 1, upper: 10, add: 1}}, {{lower: 10, add: 3}}]}}
+  - type: step
+    metric: pending_pods
+    steps: [{{lower: 1, upper: 10, add: 1}}, {{lower: 10, add: 3}}]
   - {{type: threshold, metric: cpu_cores, above: 60, add: 2}}
 """
 
@@ -264,8 +266,17 @@ def sdk_venv(base: Path, interpreter: str, name: str) -> str:
     if not python.exists():
         print(f"creating {venv} ({SDK_REQUIREMENT}) ...", file=sys.stderr)
         run([interpreter, "-m", "venv", str(venv)])
-        run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-             SDK_REQUIREMENT])
+        run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                SDK_REQUIREMENT,
+            ]
+        )
         # Packages installed the legacy way (setup.py install) carry no .pyc: compile them, so
         # the SDK's import is measured at its best.
         run([str(python), "-m", "compileall", "-q", str(venv / "lib")])
@@ -273,18 +284,30 @@ def sdk_venv(base: Path, interpreter: str, name: str) -> str:
 
 
 def sdk_version(python: str) -> str:
-    return run([python, "-c", "from importlib.metadata import version; "
-                f"print(version('{SDK_REQUIREMENT}'))"]).strip()
+    return run(
+        [
+            python,
+            "-c",
+            f"from importlib.metadata import version; print(version('{SDK_REQUIREMENT}'))",
+        ]
+    ).strip()
 
 
-def time_import(python: str, module: str, *, path: str | None = None,
-                flags: Sequence[str] = (), env: dict[str, str] | None = None) -> float:
+def time_import(
+    python: str,
+    module: str,
+    *,
+    path: str | None = None,
+    flags: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> float:
     args = [python, *flags, "-c", TIME_IMPORT, module, *([path] if path else [])]
     return float(run(args, env=env or clean_env()).strip().splitlines()[-1])
 
 
-def alternate(ours: Callable[[], float], theirs: Callable[[], float], runs: int
-              ) -> tuple[float, float, float]:
+def alternate(
+    ours: Callable[[], float], theirs: Callable[[], float], runs: int
+) -> tuple[float, float, float]:
     """(median ours, median theirs, median of the pairwise ratios); one warm-up pair first."""
     ours()
     theirs()
@@ -314,7 +337,7 @@ def run_handler(
         args = [PY310, "-S", "-c", RUN_HANDLER, str(code), str(policies)]
         out = run([*args, *([str(warm_up)] if warm_up else [])], env=env, cwd=Path(cwd))
     line = next(ln for ln in reversed(out.splitlines()) if ln.startswith("BENCH "))
-    result: dict[str, Any] = json.loads(line[len("BENCH "):])
+    result: dict[str, Any] = json.loads(line[len("BENCH ") :])
     return result
 
 
@@ -346,7 +369,7 @@ def fig_a(code: Path, sdk310: str, runs: int) -> Row:
         lambda: time_import(sdk310, SDK_MODULE, env=env),
         runs,
     )
-    return Row("a", f"{ours * 1e3:.0f} ms vs {sdk * 1e3:.0f} ms", f"{ratio:.2f}×")
+    return Row("a", f"{ours * 1e3:.0f} ms vs {sdk * 1e3:.0f} ms", f"{ratio:.2f}x")
 
 
 def fig_b(sdk311: str, runs: int) -> Row:
@@ -357,7 +380,7 @@ def fig_b(sdk311: str, runs: int) -> Row:
         lambda: time_import(sdk311, SDK_MODULE, env=env),
         runs,
     )
-    return Row("b", f"{ours * 1e3:.0f} ms vs {sdk * 1e3:.0f} ms", f"{ratio:.2f}×")
+    return Row("b", f"{ours * 1e3:.0f} ms vs {sdk * 1e3:.0f} ms", f"{ratio:.2f}x")
 
 
 def fig_c(code: Path, sdk310: str, scratch: Path, runs: int) -> Row:
@@ -374,7 +397,7 @@ def fig_c(code: Path, sdk310: str, scratch: Path, runs: int) -> Row:
 
     mine, sdk, ratio = alternate(ours, lambda: time_import(sdk310, SDK_MODULE, env=env), runs)
     note = f"import {statistics.median(imports) * 1e3:.0f} ms + first run"
-    return Row("c", f"{mine * 1e3:.0f} ms vs {sdk * 1e3:.0f} ms", f"{ratio:.2f}×", note)
+    return Row("c", f"{mine * 1e3:.0f} ms vs {sdk * 1e3:.0f} ms", f"{ratio:.2f}x", note)
 
 
 def fig_d_f(code: Path, scratch: Path, runs: int) -> tuple[Row, Row, Row]:
@@ -400,11 +423,15 @@ def fig_d_f(code: Path, scratch: Path, runs: int) -> tuple[Row, Row, Row]:
         )
         c50, c1 = (statistics.median(cpu[n]) * 1e3 for n in (50, 1))
         note = f"CPU {c50:.0f} ms vs {c1:.0f} ms"
-        return Row(key, f"{t50 * 1e3:.0f} ms vs {t1 * 1e3:.0f} ms", f"{ratio:.2f}×", note)
+        return Row(key, f"{t50 * 1e3:.0f} ms vs {t1 * 1e3:.0f} ms", f"{ratio:.2f}x", note)
 
     d1 = fan_out("d1", 10)
     d2 = fan_out("d2", 1)
-    f = Row("f", f"{max(rss) / 1024:.1f} MiB", note=f"all 50 scale out; median {statistics.median(rss) / 1024:.1f}")
+    f = Row(
+        "f",
+        f"{max(rss) / 1024:.1f} MiB",
+        note=f"all 50 scale out; median {statistics.median(rss) / 1024:.1f}",
+    )
     return d1, d2, f
 
 
@@ -419,8 +446,15 @@ def fig_e(archive: Path) -> Row:
 def fig_g(code: Path, scratch: Path) -> Row:
     policies = write_policies(scratch / "policies-1", 1)
     path = policies / "bench-00.yaml"
-    rates = [float(run([PY310, "-S", "-c", DECIDE, str(code), str(path)],
-                       env=clean_env(PYTHONDONTWRITEBYTECODE="1")).strip()) for _ in range(3)]
+    rates = [
+        float(
+            run(
+                [PY310, "-S", "-c", DECIDE, str(code), str(path)],
+                env=clean_env(PYTHONDONTWRITEBYTECODE="1"),
+            ).strip()
+        )
+        for _ in range(3)
+    ]
     return Row("g", f"{statistics.median(rates):,.0f}/s")
 
 
@@ -462,8 +496,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     archive, code = build(out)
     sdk310 = sdk_venv(out, PY310, "sdk-venv")
-    sdk311 = sdk_venv(out, str(REPO / ".venv" / "bin" / "python"), "sdk-venv-3.11") \
-        if "b" in figures else ""
+    sdk311 = (
+        sdk_venv(out, str(REPO / ".venv" / "bin" / "python"), "sdk-venv-3.11")
+        if "b" in figures
+        else ""
+    )
     rows: list[Row] = []
     if "e" in figures:
         rows.append(fig_e(archive))
@@ -479,10 +516,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += [r for r in fig_d_f(code, scratch, opts.fanout_runs) if r.key[0] in figures]
 
     py311 = run([str(REPO / ".venv" / "bin" / "python"), "-V"]).strip()
-    print(f"edgescaler performance — {SDK_REQUIREMENT} {sdk_version(sdk310)}, "
-          f"{run([PY310, '-V']).strip()} / {py311}, {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.2f}; medians of {opts.runs} alternated pairs "
-          f"({opts.fanout_runs} for d, f)")
+    print(
+        f"edgescaler performance — {SDK_REQUIREMENT} {sdk_version(sdk310)}, "
+        f"{run([PY310, '-V']).strip()} / {py311}, {os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()[0]:.2f}; medians of {opts.runs} alternated pairs "
+        f"({opts.fanout_runs} for d, f)"
+    )
     print(table(rows))
     return 0
 

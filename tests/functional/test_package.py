@@ -38,8 +38,11 @@ SOURCE = REPO / "functions" / "scaler"
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The production package (oss store), with its .pyc when this machine has a CPython 3.10
+    to compile them (the tests that need them skip otherwise)."""
     out = tmp_path_factory.mktemp("pkg")
-    return package.build(source=SOURCE, policies=REPO / "policies", out=out)
+    bytecode = package.find_python310() is not None
+    return package.build(source=SOURCE, policies=REPO / "policies", out=out, bytecode=bytecode)
 
 
 def test_the_zip_holds_the_function_its_policies_and_cp310_wheels(built: Path) -> None:
@@ -53,7 +56,60 @@ def test_the_zip_holds_the_function_its_policies_and_cp310_wheels(built: Path) -
     )
     assert all("cpython-311" not in n for n in compiled)
     assert not any(n.startswith(("fc2/", "tests/", "boto3/")) for n in names)
-    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    assert all(n.endswith(".cpython-310.pyc") for n in names if n.endswith(".pyc"))
+
+
+# The .pyc header (PEP 552): CPython 3.10's magic number, then the flags: 0b01 is hash-based and
+# unchecked (the source is never read to check it), then the source's SipHash keyed with the
+# magic number.
+MAGIC_310 = (3439).to_bytes(2, "little") + b"\r\n"
+UNCHECKED_HASH = 0b01
+
+
+def _source_hashes_310(interpreter: str, sources: dict[str, bytes], tmp: Path) -> dict[str, bytes]:
+    """importlib's source hash of each source, as CPython 3.10 computes it (the keyed hash is
+    the interpreter's own: 3.11 computes another)."""
+    for i, data in enumerate(sources.values()):
+        (tmp / f"{i}.py").write_bytes(data)
+    script = (
+        "import sys, importlib.util; "
+        "print(' '.join(importlib.util.source_hash(open(f'{sys.argv[1]}/{i}.py', 'rb').read())"
+        ".hex() for i in range(int(sys.argv[2]))))"
+    )
+    out = subprocess.run(
+        [interpreter, "-I", "-c", script, str(tmp), str(len(sources))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(zip(sources, map(bytes.fromhex, out.stdout.split()), strict=True))
+
+
+def test_the_zip_carries_valid_unchecked_pyc_for_python_310(built: Path, tmp_path: Path) -> None:
+    """FC's /code is read-only: Python cannot write .pyc there, so the zip carries them, for
+    every product module and every dependency the function can import."""
+    interpreter = package.find_python310()
+    if interpreter is None:
+        pytest.skip("no Python 3.10 interpreter on this machine to compile the .pyc")
+    with zipfile.ZipFile(built) as zf:
+        files = {n: zf.read(n) for n in zf.namelist() if n.endswith((".py", ".pyc"))}
+    product = ["index.py"] + [str(f.relative_to(SOURCE)) for f in package.function_files(SOURCE)]
+    assert "edgescaler/pipeline.py" in product and "edgescaler/policy.py" in product
+    hashes = _source_hashes_310(interpreter, {n: files[n] for n in product}, tmp_path)
+    for name in [n for n in files if n.endswith(".py")]:
+        folder, _, stem = name.rpartition("/")
+        pyc = f"{folder}/__pycache__/{stem[:-3]}.cpython-310.pyc".lstrip("/")
+        top = name.split("/")[0].removesuffix(".py")
+        if top in package.NOT_COMPILED:
+            assert pyc not in files, f"{name}: never imported by the function, yet compiled"
+            continue
+        assert pyc in files, f"{name} has no .pyc in the zip"
+        header = files[pyc][:16]
+        assert header[:4] == MAGIC_310, f"{pyc}: not compiled by CPython 3.10"
+        if name in product:  # ours: also compiled from exactly the source shipped beside it
+            assert int.from_bytes(header[4:8], "little") == UNCHECKED_HASH, pyc
+            assert header[8:16] == hashes[name], f"{pyc} is not of {name}"
+    assert all(n in files for n in product)
 
 
 # Workstation tools of the installed package; none of them may reach the function.
@@ -73,7 +129,11 @@ def test_the_zip_carries_product_code_only(built: Path) -> None:
     with zipfile.ZipFile(built) as zf:
         ours = {n: zf.read(n) for n in zf.namelist() if n.startswith("edgescaler/")}
     assert [n for n in ours if n.startswith(TOOLS)] == []
-    assert set(ours) == {str(p.relative_to(SOURCE)) for p in package.function_files(SOURCE)}
+    sources = {n for n in ours if not n.endswith(".pyc")}
+    assert sources == {str(p.relative_to(SOURCE)) for p in package.function_files(SOURCE)}
+    # bytecode of product modules only (a tool's .pyc would carry the tool)
+    compiled = {n.replace("__pycache__/", "").replace(".cpython-310.pyc", ".py") for n in ours}
+    assert compiled <= sources
     # The emulator's built-in fake secret travelled with the emulator module.
     assert [n for n, data in ours.items() if DEFAULT_ACCESS_KEY_SECRET.encode() in data] == []
 
@@ -95,7 +155,11 @@ def test_a_new_tool_subpackage_stays_out_of_the_zip(tmp_path: Path) -> None:
     (source / "edgescaler" / "newtool" / "__init__.py").write_text('"""A new tool."""\n')
     (source / "edgescaler" / "bench.py").write_text("from edgescaler import newtool\n")
     archive = package.build(
-        source=source, policies=REPO / "policies", out=tmp_path / "out", fetch=no_wheels
+        source=source,
+        policies=REPO / "policies",
+        out=tmp_path / "out",
+        fetch=no_wheels,
+        bytecode=False,
     )
     with zipfile.ZipFile(archive) as zf:
         names = zf.namelist()
@@ -127,6 +191,17 @@ def test_a_listed_module_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"names edgescaler.cloud.kms, which does not exist"):
         package.build(
             source=source, policies=REPO / "policies", out=tmp_path / "out", fetch=no_wheels
+        )
+
+
+def test_the_bytecode_needs_a_cpython_310(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--python: .* is not a working CPython 3.10"):
+        package.build(
+            source=SOURCE,
+            policies=REPO / "policies",
+            out=tmp_path / "out",
+            fetch=no_wheels,
+            python=shutil.which("false") or "/bin/false",
         )
 
 
@@ -238,6 +313,25 @@ def test_the_packaged_handler_runs_on_python_310(
     assert (o["outcome"], o["add"]) == ("scaled", 5), o["reason"]
     assert len(emu.scale_out_calls()) == 1
     assert "Packaged-Passw0rd" not in proc.stdout + proc.stderr
+    # Run as FC runs it (-S, /code read-only): every module the run imported from the package
+    # came from the zip's .pyc, none was compiled from its source (python -v tells which).
+    from_source = [
+        ln for ln in proc.stderr.splitlines() if ln.startswith(f"# code object from {code}/")
+    ]
+    assert from_source == []
+    from_pyc = {
+        ln.split(" matches ")[1]
+        for ln in proc.stderr.splitlines()
+        if ln.startswith(f"# {code}/") and " matches " in ln
+    }
+    for module in (
+        "index.py",
+        "edgescaler/pipeline.py",
+        "edgescaler/policy.py",
+        "yaml/__init__.py",
+    ):
+        assert str(code / module) in from_pyc, module
+    assert str(code / "pydantic/main.py") in from_pyc
 
 
 def _run_packaged_handler(
@@ -263,8 +357,9 @@ def _run_packaged_handler(
         "import sys, json; sys.path.insert(0, sys.argv[1]); import index; "
         "print(json.dumps(index.handler(b'', None)))"
     )
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # FC's /code is read-only
     return subprocess.run(
-        [interpreter, "-S", "-c", script, str(code)],
+        [interpreter, "-S", "-v", "-c", script, str(code)],
         env=env,
         capture_output=True,
         text=True,

@@ -1,8 +1,9 @@
 """The fast paths of issue 10 give exactly what the slow ones they replaced gave.
 
-libyaml's loader for policies (same data, same problems, same lines as the pure-Python one,
-including the hostile files), the shallow ``Activity.to_json`` (the bytes ``dataclasses.asdict``
-gave), and the surrogate walk ``safejson`` now skips for text that cannot hold one.
+libyaml's loader for policies (same data, same problems, same lines as the pure-Python one, for
+every fixture, the hostile ones included, and for damaged documents), the shallow
+``Activity.to_json`` (the bytes ``dataclasses.asdict`` gave), and the surrogate walk
+``safejson`` now skips for text that cannot hold one.
 """
 
 from __future__ import annotations
@@ -66,27 +67,48 @@ def test_a_document_libyaml_refuses_gets_the_pure_loaders_message() -> None:
     assert outcome(deep, yaml.CSafeLoader) == outcome(deep, yaml.SafeLoader)
 
 
-_BASE = policy_yaml()
-_SPECIALS = list(":-[]{}&*!|>'\"%@`#,?\n\t ") + ["\ud800", "\x00", "\u2028", "\ufeff"]
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("name: test-edge", "name: test-edge\t"),  # libyaml accepts these tabs
+        ("cooldown: 10m", "cooldown: 10m\t# why"),
+        ("region: cn-hangzhou", "region:\tcn-hangzhou"),
+        ("name: test-edge", "name: ! test-edge"),
+        ("cooldown: 10m", "cooldown: 10m\ufeff"),
+    ],
+)
+def test_where_the_loaders_part_ways_the_pure_one_answers(old: str, new: str) -> None:
+    text = policy_yaml().replace(old, new)
+    assert text != policy_yaml()
+    assert outcome(text, yaml.CSafeLoader) == outcome(text, yaml.SafeLoader)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_TEXTS = [p.read_text(encoding="utf-8") for p in DOCUMENTS] + [policy_yaml()]
+_SPECIALS = [
+    *":-[]{}&*!|>'\"%@`#,?\n\t \r",
+    *["\ud800", "\x00", "\x85", "\u2028", "\ufeff", "\u3000", "\U0001f600"],
+    *["|\n  x\n", "&a ", "*a", "<<: *a\n", "? a\n: b\n", "{a: 1}", "\n---\n", "!!int ", "~"],
+]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
+    which=st.integers(0, len(_TEXTS) - 1),
     edits=st.lists(
         st.tuples(
-            st.integers(0, len(_BASE)),
+            st.floats(0, 1),
             st.integers(0, 3),
             st.one_of(st.sampled_from(_SPECIALS), st.text(max_size=4)),
         ),
         max_size=4,
-    )
+    ),
 )
-def test_damaged_policies_read_the_same_with_both_loaders(
-    edits: list[tuple[int, int, str]],
+def test_damaged_documents_read_the_same_with_both_loaders(
+    which: int, edits: list[tuple[float, int, str]]
 ) -> None:
-    text = _BASE
-    for at, cut, insert in edits:
-        at = min(at, len(text))
+    text = _TEXTS[which]
+    for where, cut, insert in edits:
+        at = int(where * len(text))
         text = text[:at] + insert + text[at + cut :]
     assert outcome(text, yaml.CSafeLoader) == outcome(text, yaml.SafeLoader)
 
@@ -106,7 +128,7 @@ def test_activity_json_is_what_asdict_gave() -> None:
         event_key="timer:x",
         trigger="timer",
         error="bad \u00e9",
-        decision={"add": 2, "rules": [{"rule": 0, "detail": "x"}], "clamps": (), "n": None},
+        decision={"add": 2, "rules": [{"rule": 0, "detail": "x"}], "clamps": [], "n": None},
         prior_tasks=("T-0", "T-00"),
         retry_at=t,
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import edgescaler
+from tests.support.builders import write_policy
 
 PACKAGE = Path(edgescaler.__file__).resolve().parent
 CORE = ["policy", "decision", "guard", "triggers", "activity", "cloud.model", "safejson"]
@@ -48,19 +49,67 @@ def test_core_module_does_no_io(name: str) -> None:
         assert not roots & FORBIDDEN, f"{module} imports {sorted(roots & FORBIDDEN)}"
 
 
-def test_fc_entry_imports_no_network_clients() -> None:
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import index; "
-        "heavy = [m for m in ('httpx', 'requests', 'prometheus_api_client', 'boto3', 'botocore', "
-        "'fc2', 'sqlite3') if m in sys.modules]; print(','.join(heavy))"
+# Never loaded by ``import index`` nor by a run that does not use them: the S3 store's botocore,
+# the FC and OSS SDKs, replay's plotting stack, prometheus-api-client's date parsers.
+HEAVY = (
+    "boto3",
+    "botocore",
+    "fc2",
+    "matplotlib",
+    "numpy",
+    "pandas",
+    "alibabacloud_oss_v2",
+    "alibabacloud_tea_openapi",
+    "dateparser",
+    "dateutil",
+    "regex",
+    "pytz",
+    "tzdata",
+)
+# Loaded by the first call that needs one, not by ``import index``.
+CLIENTS = ("httpx", "requests", "urllib3", "prometheus_api_client", "sqlite3")
+# Loaded by the first run that reads policies, not by ``import index``: the import stays what
+# every event needs (a refused callback or a malformed event never reads policies).
+POLICY_MACHINERY = ("pydantic", "yaml", "edgescaler.policy", "edgescaler.pipeline")
+
+
+def _loaded_by(code: str) -> list[str]:
+    """Which of the modules above are loaded after running ``code`` in a fresh interpreter."""
+    watched = HEAVY + CLIENTS + POLICY_MACHINERY
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); " + code + "; "
+        f"print('LOADED=' + ','.join(m for m in {watched!r} if m in sys.modules))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(PACKAGE.parent)],
+        [sys.executable, "-c", script, str(PACKAGE.parent)],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert out.stdout.strip() == ""
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("LOADED="), out.stdout[-500:]
+    return [m for m in last[len("LOADED=") :].split(",") if m]
+
+
+def test_fc_entry_imports_no_heavy_module_client_or_policy_machinery() -> None:
+    assert _loaded_by("import index") == []
+
+
+def test_a_run_loads_what_it_uses_and_no_heavy_module(tmp_path: Path) -> None:
+    """The same list after a dry run of one policy (it ends in error at the CS client: no
+    credentials): the policy machinery, SQLite and httpx are loaded, nothing heavy."""
+    policies = tmp_path / "policies"
+    write_policy(policies)
+    code = (
+        "import index, os; "
+        f"os.environ.update(EDGESCALER_POLICY_DIR={str(policies)!r}, "
+        f"EDGESCALER_STORE='sqlite:///{tmp_path}/s.db', EDGESCALER_DRY_RUN='true'); "
+        "index.handler(b'', None)"
+    )
+    loaded = _loaded_by(code)
+    assert set(POLICY_MACHINERY) <= set(loaded)
+    assert {"httpx", "sqlite3"} <= set(loaded)
+    assert [m for m in loaded if m in HEAVY] == []
 
 
 def test_the_cli_declares_the_emulator_without_loading_it() -> None:

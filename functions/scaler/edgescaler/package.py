@@ -227,10 +227,10 @@ def compile_bytecode(stage: Path, python: str) -> None:
     targets = sorted(
         str(entry)
         for entry in stage.iterdir()
-        if entry.name not in NOT_COMPILED
+        if (entry.is_dir() or entry.suffix == ".py")
+        and entry.name.removesuffix(".py") not in NOT_COMPILED
         and entry.name != "policies"
         and not entry.name.endswith((".dist-info", ".data"))
-        and (entry.is_dir() or entry.suffix == ".py")
     )
     cmd = [
         python,

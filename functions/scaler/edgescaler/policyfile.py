@@ -8,9 +8,13 @@ Duplicate keys (which plain YAML loaders silently overwrite) are errors too.
 YAML is read with libyaml's parser and composer (``CSafeLoader``) where PyYAML has it (its wheels
 do): the same events, nodes, marks and values as the pure-Python ``SafeLoader``, about 20 times
 faster (a policy's YAML in 0.2 ms instead of 4). Values are built by PyYAML's own safe
-constructor either way. A document libyaml refuses is read again by the pure-Python loader, so
-that every message about invalid YAML is worded and placed as it always was (libyaml words some
-errors its own way, and stops at its own nesting limit of 1000 before our check of 32 runs).
+constructor either way. The pure loader stays the reference: libyaml only ever answers for a
+document it reads into a valid policy. Any other document is read again by the pure loader, so
+every problem is reported exactly as it always was (libyaml words some errors its own way,
+accepts some text the pure loader refuses, and stops at its own nesting limit of 1000 before
+our check of 32 runs); and a document with a tab, a byte-order mark or a tag (``!x``) goes to
+the pure loader directly: there the two were found, by fuzzing, to read valid documents
+differently.
 
 Hostile files are refused with a per-file problem, never a crash or a hang: files larger than
 :data:`MAX_FILE_BYTES`; YAML nested deeper than :data:`MAX_DEPTH` (checked on the parser's event
@@ -23,6 +27,7 @@ readable regular file (a dangling or looping symlink, a FIFO) is a problem, not 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +48,9 @@ TEST_SUFFIXES = (".test.yaml", ".test.yml")
 RULE_TYPES = ("target_tracking", "step", "threshold", "predictive")
 # libyaml when PyYAML was built with it (every wheel is); the pure-Python loader otherwise.
 LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Where libyaml and the pure loader part ways: tabs, a BOM inside the text, tags ("!" starting
+# a token; "!=" inside a PromQL query does not).
+_PURE_ONLY = re.compile(r"[\t\ufeff]|(?:^|[\s\[{,:?-])!")
 
 Loc = tuple[str | int, ...]
 
@@ -91,9 +99,15 @@ class _Builder:
     def _scalar(self, node: yaml.Node) -> Any:
         try:
             return self._loader.construct_object(node, deep=True)
-        except (ValueError, OverflowError) as exc:  # e.g. an int past CPython's digit limit
+        except yaml.YAMLError as exc:  # a tag the safe constructor does not know (!foo)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise _Refused(
-                node.start_mark.line + 1, f"cannot read value: {one_line(str(exc), 80)}"
+                node.start_mark.line + 1, f"invalid YAML: {one_line(problem, 120)}"
+            ) from None
+        except Exception as exc:  # an int past CPython's digit limit; PyYAML on "!!int ''"
+            text = str(exc) or type(exc).__name__
+            raise _Refused(
+                node.start_mark.line + 1, f"cannot read value: {one_line(text, 80)}"
             ) from None
 
     def build(self, node: yaml.Node, path: Loc = ()) -> Any:
@@ -202,14 +216,22 @@ M = TypeVar("M", bound=BaseModel)
 
 def validate(text: str, file: str, model: type[M], what: str, *, loader: Any = LOADER) -> M:
     """Validate the YAML document ``text`` as ``model`` (a ``what``, for messages), with every
-    problem located as ``file:line: field: message``. Raises PolicyError."""
-    try:
+    problem located as ``file:line: field: message``. Raises PolicyError.
+
+    ``loader`` answers only for a document it reads into a valid ``model``; any other document
+    (and one :data:`_PURE_ONLY` flags) is read by the pure-Python ``SafeLoader``, the reference.
+    """
+    if loader is not yaml.SafeLoader and not _PURE_ONLY.search(text):
         try:
-            node = _compose(text, loader)
-        except (yaml.YAMLError, ValueError):  # ValueError: libyaml cannot encode a surrogate
-            if loader is yaml.SafeLoader:
-                raise
-            node = _compose(text, yaml.SafeLoader)  # the pure loader's message and line
+            return _validate(text, file, model, what, loader)
+        except (PolicyError, ValueError):  # ValueError: libyaml cannot encode a surrogate
+            pass  # reported exactly as the pure loader reports it
+    return _validate(text, file, model, what, yaml.SafeLoader)
+
+
+def _validate(text: str, file: str, model: type[M], what: str, loader: Any) -> M:
+    try:
+        node = _compose(text, loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
