@@ -125,6 +125,7 @@ FUNCTION_MODULES = frozenset(
         "edgescaler.cloud.oss",
         "edgescaler.cloud.oss_signing",
         "edgescaler.cloud.signing",
+        "edgescaler.cloud.tls",
         "edgescaler.metrics",
         "edgescaler.metrics.alarm",
         "edgescaler.metrics.base",

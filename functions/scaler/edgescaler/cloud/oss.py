@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from edgescaler.cloud import tls
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.oss_signing import OssV4Auth, encode_query, uri_encode
 from edgescaler.sensitive import redact
@@ -162,6 +163,7 @@ def _shared_http(base: str) -> httpx.Client:
                 ),
                 headers={"user-agent": _USER_AGENT},
                 follow_redirects=False,
+                verify=tls.context(),  # one per process, shared with the CS and KMS clients
             )
             _http_clients[base] = client
         return client

@@ -1,0 +1,203 @@
+"""PrometheusSource over HTTPS: every connection verified through one SSL context per process.
+
+A local HTTPS server whose certificate is signed by a test CA (minted here with ``cryptography``):
+with requests' default verification the source refuses it (certifi does not know the CA), so
+the shared context still verifies; with ``REQUESTS_CA_BUNDLE`` naming the test CA it reads the
+metric, so a CA bundle set the requests way is honoured as before.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from edgescaler.errors import MetricError
+from edgescaler.metrics import prometheus
+from edgescaler.metrics.prometheus import PrometheusSource
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def _mint(folder: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate for 127.0.0.1: (ca.pem, server.pem, server.key)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("edgescaler test CA"))
+        .issuer_name(_name("edgescaler test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+class _Answer(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # http.server's naming
+        body = json.dumps(
+            {
+                "status": "success",
+                "data": {
+                    "resultType": "vector",
+                    "result": [{"metric": {}, "value": [time.time(), "7.5"]}],
+                },
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def https_prometheus(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """``(https://127.0.0.1:PORT, ca.pem)`` of a server answering every query with 7.5."""
+    ca, cert, key = _mint(tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    server.daemon_threads = True
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", ca
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _read(url: str) -> float:
+    with PrometheusSource(url, timeout=5) as source:
+        now = datetime.now(timezone.utc)
+        return source.read("load", "sum(load)", max_age=timedelta(minutes=1), now=now).value
+
+
+@pytest.fixture
+def new_contexts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Counts the SSL contexts urllib3 builds for new connections (one per connection unless
+    the connection is given one)."""
+    import urllib3.connection
+
+    built: list[object] = []
+    real = urllib3.connection.create_urllib3_context
+
+    def spy(*args: object, **kwargs: object) -> object:
+        built.append(kwargs)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(urllib3.connection, "create_urllib3_context", spy)
+    return built
+
+
+def test_https_is_verified_with_the_default_cas_through_one_shared_context(
+    https_prometheus: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, new_contexts: list[object]
+) -> None:
+    url, _ = https_prometheus
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    for _ in range(3):  # three sources: three new connections
+        with pytest.raises(MetricError) as info:
+            _read(url)
+        assert info.value.reason == "connection_error"
+        assert "CERTIFICATE_VERIFY_FAILED" in info.value.detail
+    assert new_contexts == []  # no context (and no CA bundle load) per connection
+
+
+def test_a_ca_bundle_set_the_requests_way_is_honoured(
+    https_prometheus: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, new_contexts: list[object]
+) -> None:
+    url, ca = https_prometheus
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca))
+    assert _read(url) == 7.5
+    assert len(new_contexts) == 1  # requests' own handling: urllib3 builds the connection's
+
+
+def test_every_default_https_connection_uses_the_one_shared_context() -> None:
+    adapters = [prometheus._bounded_adapter(1000, threading.local(), None) for _ in range(2)]
+    request = requests.Request("GET", "https://prom.example/api/v1/query").prepare()
+    contexts = []
+    for adapter in adapters:
+        host, pool = adapter.build_connection_pool_key_attributes(request, True)
+        assert (host["scheme"], pool["cert_reqs"]) == ("https", "CERT_REQUIRED")
+        contexts.append(pool["ssl_context"])
+    assert contexts[0] is contexts[1]
+    assert contexts[0].verify_mode == ssl.CERT_REQUIRED and contexts[0].check_hostname
+    assert contexts[0].cert_store_stats()["x509_ca"] > 50  # certifi's CAs are in it
+
+    # A bundle path (REQUESTS_CA_BUNDLE) and plain HTTP keep requests' own handling.
+    _, pool = adapters[0].build_connection_pool_key_attributes(request, "/etc/ca.pem")
+    assert "ssl_context" not in pool and pool["ca_certs"] == "/etc/ca.pem"
+    plain = requests.Request("GET", "http://prom.example/api/v1/query").prepare()
+    _, pool = adapters[0].build_connection_pool_key_attributes(plain, True)
+    assert "ssl_context" not in pool
