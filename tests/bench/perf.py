@@ -372,11 +372,11 @@ def fig_a(code: Path, sdk310: str, runs: int) -> Row:
     return Row("a", f"{ours * 1e3:.0f} ms vs {sdk * 1e3:.0f} ms", f"{ratio:.2f}x")
 
 
-def fig_b(sdk311: str, runs: int) -> Row:
+def fig_b(sdk311: str, source: Path, runs: int) -> Row:
     dev = str(REPO / ".venv" / "bin" / "python")
     env = clean_env()  # bytecode written and reused, as in any checkout
     ours, sdk, ratio = alternate(
-        lambda: time_import(dev, "index", path=str(SOURCE), env=env),
+        lambda: time_import(dev, "index", path=str(source), env=env),
         lambda: time_import(sdk311, SDK_MODULE, env=env),
         runs,
     )
@@ -461,9 +461,11 @@ def fig_g(code: Path, scratch: Path) -> Row:
 # -- main -------------------------------------------------------------------------------------
 
 
-def build(out: Path) -> tuple[Path, Path]:
-    """The production zip (``edgescaler package`` defaults) and a fresh unpacked copy of it."""
-    archive = package.build(source=SOURCE, policies=REPO / "policies", out=out / "pkg")
+def build(out: Path, archive: Path | None = None) -> tuple[Path, Path]:
+    """The production zip (``edgescaler package`` defaults, unless ``archive`` is given) and a
+    fresh unpacked copy of it."""
+    if archive is None:
+        archive = package.build(source=SOURCE, policies=REPO / "policies", out=out / "pkg")
     code = out / "code"
     if code.exists():
         shutil.rmtree(code)
@@ -487,6 +489,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fanout-runs", type=int, default=5, help="alternated pairs for d, f")
     parser.add_argument("--out", default=str(REPO / "build" / "bench"))
     parser.add_argument("--figures", default="abcdefg")
+    parser.add_argument(
+        "--zip",
+        type=Path,
+        help="measure this function zip instead of building one (e.g. an "
+        "older commit's, for a before/after table)",
+    )
+    parser.add_argument(
+        "--source", type=Path, default=SOURCE, help="the FC code directory for figure b"
+    )
     opts = parser.parse_args(argv)
     out = Path(opts.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -494,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scratch.mkdir(exist_ok=True)
     figures = set(opts.figures)
 
-    archive, code = build(out)
+    archive, code = build(out, opts.zip.resolve() if opts.zip else None)
     sdk310 = sdk_venv(out, PY310, "sdk-venv")
     sdk311 = (
         sdk_venv(out, str(REPO / ".venv" / "bin" / "python"), "sdk-venv-3.11")
@@ -509,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "a" in figures:
         rows.append(fig_a(code, sdk310, opts.runs))
     if "b" in figures:
-        rows.append(fig_b(sdk311, opts.runs))
+        rows.append(fig_b(sdk311, opts.source.resolve(), opts.runs))
     if "c" in figures:
         rows.append(fig_c(code, sdk310, scratch, opts.runs))
     if figures & {"d", "f"}:

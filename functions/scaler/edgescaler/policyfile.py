@@ -19,7 +19,8 @@ differently.
 Hostile files are refused with a per-file problem, never a crash or a hang: files larger than
 :data:`MAX_FILE_BYTES`; YAML nested deeper than :data:`MAX_DEPTH` (checked on the parser's event
 stream, which does not recurse, before the tree is built); more than :data:`MAX_NODES` nodes once
-aliases are expanded (an "alias bomb" of a few lines expands to billions); values a YAML
+aliases are expanded (an "alias bomb" of a few lines expands to billions), or nested more than
+:data:`MAX_DEPTH` deep once they are (an anchor used inside itself); values a YAML
 constructor cannot build (an integer of thousands of digits). In a directory, hidden files
 (``.x.yaml``, macOS AppleDouble ``._x.yaml``) are ignored; a ``.yaml`` entry that is not a
 readable regular file (a dangling or looping symlink, a FIFO) is a problem, not silently skipped.
@@ -78,8 +79,15 @@ def _check_shape(text: str, loader: Any) -> None:
 
 
 def _compose(text: str, loader: Any) -> yaml.Node | None:
-    """The document's node tree, after :func:`_check_shape` (raises _Refused, YAMLError)."""
-    _check_shape(text, loader)
+    """The document's node tree (raises _Refused, YAMLError).
+
+    The pure loader's composer recurses in Python, so its event stream is checked first
+    (:func:`_check_shape`); libyaml refuses nesting past 1000 levels itself, and what passes 32
+    is refused by :class:`_Builder` (the document is then read by the pure loader, which
+    reports it).
+    """
+    if loader is yaml.SafeLoader:
+        _check_shape(text, loader)
     node: yaml.Node | None = yaml.compose(text, Loader=loader)
     return node
 
@@ -87,7 +95,9 @@ def _compose(text: str, loader: Any) -> yaml.Node | None:
 class _Builder:
     """Builds plain Python data from a composed YAML node tree, noting each path's line.
 
-    Counts every node it builds, aliases expanded: more than MAX_NODES is refused.
+    Counts every node it builds, aliases expanded: more than MAX_NODES is refused; so is a
+    collection nested more than MAX_DEPTH deep, aliases expanded (an anchor inside itself,
+    ``&a [*a]``, nests for ever).
     """
 
     def __init__(self) -> None:
@@ -116,6 +126,11 @@ class _Builder:
             raise _Refused(
                 node.start_mark.line + 1,
                 f"more than {MAX_NODES} values once aliases are expanded",
+            )
+        if isinstance(node, yaml.CollectionNode) and len(path) >= MAX_DEPTH:
+            raise _Refused(
+                node.start_mark.line + 1,
+                f"nested more than {MAX_DEPTH} levels deep once aliases are expanded",
             )
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
