@@ -1,7 +1,12 @@
 """Issue 10's performance table: each figure beside its goal, measured against the official SDK.
 
     .venv/bin/python -m tests.bench.perf [--runs 9] [--fanout-runs 5] [--out build/bench]
-                                         [--figures abcdefg]
+                                         [--figures abcdefg] [--zip ZIP] [--source DIR]
+
+``--zip`` measures a given function zip instead of building one and ``--source`` names the FC
+code directory of figure b: with an older commit's, the same command gives the "before" column.
+A script rather than an ``edgescaler`` verb: it installs the SDK into venvs of its own and runs
+the emulator, a developer's tool that the installed package (and its CLI) need not carry.
 
 What is measured, and how (every "ours" run from the function zip itself, unpacked, run by
 CPython 3.10 with ``-S`` — nothing but the package on ``sys.path``, like FC's ``/code`` — and
@@ -23,7 +28,7 @@ d  one handler run of 50 policies (3 Prometheus queries each: two metrics, one w
    (its process ran one other policy first), so one-off imports weigh on neither side: what
    remains is the fan-out
 e  the function zip built with the production store (``edgescaler package``'s default, oss)
-f  peak RSS of the 50-policy run (``ru_maxrss`` of its process)
+f  peak RSS of the 50-policy run in which all 50 scale out (``ru_maxrss`` of its process)
 g  ``decide`` on the bench policy (three rules), evaluations per second, 3.10 from the package
 
 Times are taken inside each fresh interpreter (``perf_counter`` around the import or the run),
