@@ -133,3 +133,37 @@ def test_invoke_function_matches_the_sdk_on_the_wire(
     assert result.request_id == mine.request_id
     if not asynchronous:
         assert json.loads(result.body) == {"summary": "ok", "outcomes": []}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 5000 + b"]" * 5000, b'{"n": ' + b"1" * 5000 + b"}", b"<html>" + b"x" * 50_000],
+)
+def test_a_hostile_function_answer_is_one_short_error(body: bytes) -> None:
+    from edgescaler.cloud.fc_invoke import Invocation
+    from edgescaler.errors import InvokeError
+    from edgescaler.invoke import report_from
+
+    with pytest.raises(InvokeError) as info:
+        report_from(Invocation("R-1", 200, body, False), "svc/fn")
+    text = str(info.value)
+    assert "not an edgescaler run report" in text and len(text) < 300 and "\n" not in text
+
+
+def test_a_bug_in_a_command_is_one_redacted_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgescaler import cli
+    from edgescaler.sensitive import Secret
+
+    secret = "Bug-Report-S3cret-0001"
+    Secret(secret)
+
+    def broken(args: object) -> int:
+        raise RuntimeError(f"something broke near {secret}")
+
+    monkeypatch.setattr(cli, "cmd_validate", broken)  # forcing a bug: no other way to reach it
+    assert cli.main(["validate", "policies"]) == cli.EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: RuntimeError" in err
+    assert "Traceback" not in err and secret[:8] not in err

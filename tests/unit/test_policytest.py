@@ -115,3 +115,17 @@ def test_history_from_a_daily_profile_and_values() -> None:
     assert s.values[-2:] == [100, None]
     # the point 2 steps before the values is at 11:00 UTC; 30 min later it is half way
     assert s.values[-3] == 11.5 and s.values[-4] == 11.0
+
+
+def test_a_test_file_gets_the_policy_loaders_limits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    d = setup_dir(tmp_path, "# " + "x" * (policyfile.MAX_FILE_BYTES + 1) + "\n")
+    assert cli(["test-policies", str(d)]) == 2
+    assert "larger than 256 KiB" in capsys.readouterr().out
+    (d / "beijing-edge.test.yaml").unlink()
+    os.mkfifo(d / "beijing-edge.test.yaml")  # reading it would block for ever
+    assert cli(["test-policies", str(d)]) == 2
+    assert "not a regular file" in capsys.readouterr().out

@@ -116,3 +116,39 @@ def test_the_grid_of_a_single_sample_and_a_bad_interval() -> None:
     with pytest.raises(ValueError):
         to_grid(t, 0)
     assert not math.isnan(grid.values[0] or math.nan)
+
+
+# -- hostile trace files ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{"data": ' + "[" * 5000 + "]" * 5000 + "}", "nested more than 64 levels deep"),
+        (
+            '{"data": {"resultType": "matrix", "result": [{"values": [[1, "'
+            + "1" * 5000
+            + '"]]}]}, "n": '
+            + "9" * 50
+            + "}",
+            "a number with 50 digits",
+        ),
+        ("timestamp,value\n" + "x" * 200_000 + ",1\n", "not a readable CSV"),
+        ("timestamp,value\n" + "y" * 100_000 + ",1\n", "is not a timestamp"),
+        ("a" * 50_000 + ",b\n1,2\n", "no timestamp column"),
+    ],
+)
+def test_a_hostile_trace_is_one_short_error(tmp_path: Path, content: str, expected: str) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text(content)
+    with pytest.raises(TraceError) as info:
+        load(path)
+    assert expected in str(info.value) and len(str(info.value)) < 300, str(info.value)[:400]
+
+
+def test_a_fifo_is_refused_not_read(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "trace.csv")  # reading it would block for ever
+    with pytest.raises(TraceError, match="not a regular file"):
+        load(tmp_path / "trace.csv")

@@ -24,13 +24,15 @@ from typing import Any
 
 from edgescaler import __version__, logs
 from edgescaler.errors import EdgescalerError, PolicyError
+from edgescaler.outside import message
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
 
 
-def _fail(message: str) -> int:
-    print(f"edgescaler: {message}", file=sys.stderr)
+def _fail(text: str) -> int:
+    print(f"edgescaler: {message(text)}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
 
@@ -320,9 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the CPython 3.10 that compiles the .pyc (default: this one if 3.10, else "
         "python3.10 on PATH or a pyenv 3.10)",
     )
-    p.add_argument(
-        "--no-bytecode", action="store_true", help="no .pyc: every cold start compiles"
-    )
+    p.add_argument("--no-bytecode", action="store_true", help="no .pyc: every cold start compiles")
     p.set_defaults(func=cmd_package)
 
     p = sub.add_parser("reconcile", help="compare the activity log with the cloud; print the drift")
@@ -392,6 +392,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: one redacted line (the traceback with -v), never a dump
+        logging.getLogger("edgescaler").debug("internal error", exc_info=True)
+        print(
+            f"edgescaler: {message(f'internal error: {type(exc).__name__}: {exc}')}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
     return code
 
 

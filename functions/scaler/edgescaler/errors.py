@@ -81,11 +81,30 @@ class MetricError(EdgescalerError):
         super().__init__(f"metric {metric}: {reason}: {detail}")
 
 
+class _Answered:
+    """An API that answered with an error status: ``status`` and ``code`` say whether trying
+    again can help."""
+
+    status: int
+    code: str
+
+    @property
+    def throttled(self) -> bool:
+        """The API's rate limit (a ``Throttling*`` code or HTTP 429): nothing failed; the same
+        call may succeed in seconds."""
+        return self.status == 429 or "throttling" in self.code.lower()
+
+    @property
+    def retryable(self) -> bool:
+        """Throttling and server-side errors may succeed later; everything else will not."""
+        return self.status >= 500 or self.throttled
+
+
 class CloudError(EdgescalerError):
     """Base for CS API failures."""
 
 
-class CSApiError(CloudError):
+class CSApiError(_Answered, CloudError):
     """The CS API answered with an HTTP error status and (usually) a JSON error body."""
 
     def __init__(
@@ -106,17 +125,6 @@ class CSApiError(CloudError):
         self.retry_after = retry_after
         rid = f" (request id {request_id})" if request_id else ""
         super().__init__(f"{action}: HTTP {status} {code}: {message}{rid}")
-
-    @property
-    def throttled(self) -> bool:
-        """The API's rate limit (a ``Throttling*`` code or HTTP 429): nothing about the cluster
-        failed; the same call may succeed in seconds."""
-        return self.status == 429 or "throttling" in self.code.lower()
-
-    @property
-    def retryable(self) -> bool:
-        """Throttling and server-side errors may succeed later; everything else will not."""
-        return self.status >= 500 or self.throttled
 
 
 class CSTransportError(CloudError):
@@ -147,7 +155,7 @@ class ConflictError(StoreError):
         super().__init__(f"store key already exists: {key}")
 
 
-class KMSApiError(SecretError):
+class KMSApiError(_Answered, SecretError):
     """KMS answered GetSecretValue with an error status.
 
     Carries the secret's *name* (never its value), the KMS error code
@@ -165,11 +173,6 @@ class KMSApiError(SecretError):
         self.request_id = request_id
         rid = f" (request id {request_id})" if request_id else ""
         super().__init__(f"KMS GetSecretValue {secret_name}: HTTP {status} {code}: {message}{rid}")
-
-    @property
-    def retryable(self) -> bool:
-        """Throttling and server-side errors may succeed later."""
-        return self.status >= 500 or self.status == 429 or "throttling" in self.code.lower()
 
 
 class KMSTransportError(SecretError):

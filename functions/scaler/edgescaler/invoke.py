@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from edgescaler import safejson
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.fc_invoke import (
     FC2_API_VERSION,
@@ -40,6 +41,7 @@ from edgescaler.cloud.fc_invoke import (
     endpoint_for,
 )
 from edgescaler.errors import ConfigError, InvokeError
+from edgescaler.outside import message as outside_message
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
 _QUALIFIER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -165,11 +167,11 @@ def build_invoker(settings: InvokeSettings, credentials: Credentials) -> Invoker
 def report_from(invocation: Invocation, target: str) -> dict[str, Any]:
     """The run report a sync invocation returned (the handler's return value, as JSON)."""
     try:
-        report = json.loads(invocation.body)
-    except ValueError:
+        report = safejson.loads(invocation.body)
+    except safejson.JSONError:
         report = None
     if not isinstance(report, dict) or "summary" not in report or "outcomes" not in report:
-        preview = invocation.body[:120].decode("utf-8", "replace")
+        preview = outside_message(invocation.body[:16384].decode("utf-8", "replace"), 120)
         raise InvokeError(
             f"function {target} answered something that is not an edgescaler run report: "
             f"{preview!r}",

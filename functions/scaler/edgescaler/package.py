@@ -211,8 +211,10 @@ def find_python310() -> str | None:
 
 
 def _is_cpython310(python: str) -> bool:
-    check = "import sys; sys.exit(not (sys.implementation.name, sys.version_info[:2]) == " \
+    check = (
+        "import sys; sys.exit(not (sys.implementation.name, sys.version_info[:2]) == "
         "('cpython', (3, 10)))"
+    )
     try:
         proc = subprocess.run([python, "-I", "-c", check], capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):

@@ -153,13 +153,21 @@ def policy_path(test: Path, named: str | None) -> Path:
 
 
 def test_files(paths: Iterable[str | Path]) -> list[Path]:
-    """``*.test.yaml`` files under ``paths`` (directories) or as given (files)."""
+    """``*.test.yaml`` files under ``paths`` (directories; hidden files ignored) or as given
+    (files). As for policies, entries that are not readable regular files are returned too, so
+    that reading them reports them (:func:`edgescaler.policyfile.read_text`)."""
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if policyfile.is_test_file(f) and f.is_file()))
-        elif p.is_file():
+            out.extend(
+                sorted(
+                    f
+                    for f in p.iterdir()
+                    if policyfile.is_test_file(f) and not f.name.startswith(".") and not f.is_dir()
+                )
+            )
+        elif p.exists() or p.is_symlink():
             out.append(p)
         else:
             raise PolicyError([Problem(str(p), None, "", "no such file or directory")])
@@ -279,10 +287,7 @@ def run_case(case: Case, policy: Policy) -> str | None:
 
 def run_file(path: Path) -> list[CaseResult]:
     """Every case of one test file. Raises PolicyError if the file or its policy is invalid."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
+    text = policyfile.read_text(path)  # the same limits as policies: size, FIFOs, symlinks
     spec = policyfile.validate(text, str(path), TestFile, "policy test")
     target = policy_path(path, spec.policy)
     if not target.is_file():

@@ -42,6 +42,7 @@ from edgescaler.cloud import acs
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.signing import encode_query, new_nonce, percent_encode
 from edgescaler.errors import ConfigError, FunctionError, InvokeError
+from edgescaler.outside import message as outside_message
 from edgescaler.sensitive import redact
 
 FC3_API_VERSION = "2023-03-30"
@@ -93,8 +94,7 @@ class Invoker(Protocol):
 
 
 def _one_line(text: str, *secrets: Any) -> str:
-    text = " ".join(redact(text, *secrets).split())
-    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."
+    return outside_message(text, _MAX_TEXT, secrets)
 
 
 def function_error(

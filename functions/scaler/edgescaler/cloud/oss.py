@@ -40,7 +40,7 @@ import httpx
 from edgescaler.cloud import tls
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.oss_signing import OssV4Auth, encode_query, uri_encode
-from edgescaler.sensitive import redact
+from edgescaler.outside import message as outside_message
 
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 5.0
@@ -224,7 +224,7 @@ class OSSClient:
     # -- one call
 
     def _scrub(self, text: str) -> str:
-        return redact(" ".join(text.split()), *self._secrets)[:300]
+        return outside_message(text, 300, self._secrets)
 
     def request(
         self,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from edgescaler import safejson
+from edgescaler.outside import one_line, quote
 from edgescaler.replay.errors import TraceError
 
 TIMESTAMP_COLUMNS = ("timestamp", "time", "ts")
@@ -45,6 +46,7 @@ ALIBABA_HEADER = (
     "disk_io_percent",
 )
 ALIBABA_STEP = 30.0
+MAX_TRACE_BYTES = 512 * 2**20  # the largest shared trace is 2.7 MB
 ALIBABA_BAD_ROWS = range(4718, 4728)  # the few-machine averages at the edge of the hole
 ALIBABA_HOLE_SECONDS = 18_750.0
 
@@ -126,18 +128,27 @@ def load(path: str | Path, column: str | None = None) -> Trace:
     """Read a trace file (any of the formats above). Raises TraceError naming file and row."""
     p = Path(path)
     try:
+        if p.exists() and not p.is_file():  # never open a FIFO or a device: it could block
+            raise TraceError(f"{p}: not a regular file")
+        if p.stat().st_size > MAX_TRACE_BYTES:
+            raise TraceError(f"{p}: larger than {MAX_TRACE_BYTES // 2**20} MiB")
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise TraceError(f"{p}: cannot read: {exc}") from None
+        raise TraceError(f"{p}: cannot read: {one_line(str(exc), 120)}") from None
     if text.lstrip().startswith("{"):
         return _load_prometheus(text, str(p), column)
-    return _load_csv(text, str(p), column)
+    try:
+        return _load_csv(text, str(p), column)
+    except csv.Error as exc:  # a NUL byte, a cell past csv's field size limit...
+        raise TraceError(f"{p}: not a readable CSV: {one_line(str(exc), 120)}") from None
 
 
 def _pick_column(header: Sequence[str], column: str | None, skip: set[str], src: str) -> int:
     if column is not None:
         if column not in header:
-            raise TraceError(f"{src}: no column {column!r} (columns: {', '.join(header)})")
+            raise TraceError(
+                f"{src}: no column {quote(column)} (columns: {quote(', '.join(header), 120)})"
+            )
         return header.index(column)
     for i, name in enumerate(header):
         if name not in skip:
@@ -157,7 +168,7 @@ def _load_csv(text: str, src: str, column: str | None) -> Trace:
     if ts_col is None:
         raise TraceError(
             f"{src}: no timestamp column (expected one of {', '.join(TIMESTAMP_COLUMNS)}; "
-            f"columns: {', '.join(header)})"
+            f"columns: {quote(', '.join(header), 120)})"
         )
     obs_col = header.index(OBSERVED_COLUMN) if OBSERVED_COLUMN in header else None
     val_col = _pick_column(header, column, {header[ts_col], OBSERVED_COLUMN}, src)
@@ -175,14 +186,19 @@ def _load_csv(text: str, src: str, column: str | None) -> Trace:
             t, is_abs = _timestamp(row[ts_col])
         except ValueError:
             raise TraceError(
-                f"{src}:{row_no}: {header[ts_col]}: {row[ts_col]!r} is not a timestamp"
+                f"{src}:{row_no}: {one_line(header[ts_col], 40)}: {quote(row[ts_col])} "
+                "is not a timestamp"
             ) from None
         if absolute is None:
             absolute = is_abs
         elif absolute != is_abs:
-            raise TraceError(f"{src}:{row_no}: {header[ts_col]}: mixes timestamp kinds")
+            raise TraceError(
+                f"{src}:{row_no}: {one_line(header[ts_col], 40)}: mixes timestamp kinds"
+            )
         if all_times and t <= all_times[-1]:
-            raise TraceError(f"{src}:{row_no}: {header[ts_col]}: not after the previous row")
+            raise TraceError(
+                f"{src}:{row_no}: {one_line(header[ts_col], 40)}: not after the previous row"
+            )
         all_times.append(t)
         unobserved = obs_col is not None and row[obs_col].strip() in ("0", "false", "False")
         v = None if unobserved else _value(row[val_col])
@@ -192,7 +208,7 @@ def _load_csv(text: str, src: str, column: str | None) -> Trace:
         times.append(t)
         values.append(v)
     if not values:
-        raise TraceError(f"{src}: no observed values in column {header[val_col]!r}")
+        raise TraceError(f"{src}: no observed values in column {quote(header[val_col])}")
     return Trace(
         src, header[val_col], times, values, _nominal_step(all_times), bool(absolute), dropped
     )
@@ -216,15 +232,15 @@ def _load_alibaba(reader: Any, header: list[str], src: str, column: str | None) 
         times.append(row_no * ALIBABA_STEP + hole)
         values.append(v)
     if not values:
-        raise TraceError(f"{src}: no values in column {header[val_col]!r}")
+        raise TraceError(f"{src}: no values in column {quote(header[val_col])}")
     return Trace(src, header[val_col], times, values, ALIBABA_STEP, False, dropped)
 
 
 def _load_prometheus(text: str, src: str, column: str | None) -> Trace:
     try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise TraceError(f"{src}: invalid JSON: {exc}") from None
+        doc = safejson.loads(text)
+    except safejson.JSONError as exc:
+        raise TraceError(f"{src}: {exc}") from None
     data = doc.get("data", doc) if isinstance(doc, dict) else None
     if not isinstance(data, dict) or data.get("resultType") != "matrix":
         raise TraceError(f"{src}: not a Prometheus query_range answer (no matrix result)")
