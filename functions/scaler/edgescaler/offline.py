@@ -1,8 +1,8 @@
 """The pipeline's decision steps, without any I/O: what would this policy do, given this state?
 
 :func:`evaluate` applies, in the pipeline's order, everything between reading the state and
-calling the actuator (the pipeline itself runs the guard before its reads and :func:`after_reads`
-after them, so there is one copy of this order):
+calling the actuator (the pipeline itself runs the guard before its reads, :func:`decision`
+after them and :func:`gates` once a decision adds, so there is one copy of this order):
 
 1. :func:`edgescaler.guard.check` over the activity log (cooldown, in flight, backoff);
 2. metrics: ``None`` readings mean a metric could not be read (``metrics_unavailable``);
@@ -82,19 +82,49 @@ def after_reads(
 ) -> Result:
     """Steps 2-5 (the guard has let the policy through and everything has been read):
     ``failures`` are the metrics that could not be read, as messages."""
+    result = decision(
+        policy, current=current, readings=readings, failures=failures, history=history
+    )
+    if result.outcome != OutcomeCode.SCALED:
+        return result
+    assert result.decision is not None
+    return gates(policy, activities, result.decision, now=now, running_tasks=running_tasks)
+
+
+def decision(
+    policy: Policy,
+    *,
+    current: int,
+    readings: Mapping[str, Reading],
+    failures: Sequence[str],
+    history: Mapping[str, Series] | None = None,
+) -> Result:
+    """Steps 2-3: ``metrics_unavailable``, ``no_change``, ``capped``, or ``scaled`` with the
+    decision the gates (:func:`gates`) then check."""
     if failures:
         return Result(OutcomeCode.METRICS_UNAVAILABLE, 0, "not acting: " + "; ".join(failures))
-    decision = decide(policy, current, readings, history)
-    if decision.add == 0:
-        code = OutcomeCode.CAPPED if decision.reason == "capped" else OutcomeCode.NO_CHANGE
-        return Result(code, 0, decision.explanation, decision)
+    decided = decide(policy, current, readings, history)
+    if decided.add == 0:
+        code = OutcomeCode.CAPPED if decided.reason == "capped" else OutcomeCode.NO_CHANGE
+        return Result(code, 0, decided.explanation, decided)
+    return Result(OutcomeCode.SCALED, decided.add, decided.explanation, decided)
+
+
+def gates(
+    policy: Policy,
+    activities: Sequence[Activity],
+    decided: Decision,
+    *,
+    now: datetime,
+    running_tasks: Iterable[str] = (),
+) -> Result:
+    """Steps 4-5 for a decision that adds: a scale-out task the cloud still runs
+    (``in_flight``), then the rolling budgets (``budget``); else ``scaled``."""
     verdict = guard.running_tasks(running_tasks, activities)
     if not verdict.allowed:
         assert verdict.outcome is not None
-        return Result(verdict.outcome, 0, verdict.reason, decision)
-    decision = decision.clamped(
-        guard.budget_clamps(decision.add, activities, policy.budget, now=now)
-    )
-    if decision.add == 0:
-        return Result(OutcomeCode.BUDGET, 0, decision.explanation, decision)
-    return Result(OutcomeCode.SCALED, decision.add, decision.explanation, decision)
+        return Result(verdict.outcome, 0, verdict.reason, decided)
+    decided = decided.clamped(guard.budget_clamps(decided.add, activities, policy.budget, now=now))
+    if decided.add == 0:
+        return Result(OutcomeCode.BUDGET, 0, decided.explanation, decided)
+    return Result(OutcomeCode.SCALED, decided.add, decided.explanation, decided)

@@ -7,7 +7,7 @@ Per policy, concurrently, and so that one policy's failure never stops another:
 2. guard: cooldown / in flight / backoff → stop here, nothing else is read;
 3. read capacity (:class:`~edgescaler.cloud.model.Capacity`) and every metric, concurrently;
    any metric that is empty, NaN, stale or failing → ``metrics_unavailable`` (do not act);
-4. decide (pure, :func:`edgescaler.offline.after_reads`, which ``replay`` and ``test-policies``
+4. decide (pure, :func:`edgescaler.offline.decision` and ``gates``, which ``replay`` and ``test-policies``
    run too) → ``no_change`` / ``capped``; only a decision that adds reads the cluster's
    scale-out tasks (failing → ``error``: no scale-out without them); a scale-out task still
    running in the cloud (not started by edgescaler, or ours past its timeout) → ``in_flight``;
@@ -289,32 +289,24 @@ def _evaluate(
         return outcome(OutcomeCode.ERROR, f"capacity unavailable: {nodes_error}")
     current = Capacity.of(nodes)
 
-    def after_reads(running_tasks: Sequence[str]) -> offline.Result:
-        return offline.after_reads(
-            policy,
-            activities,
-            now=now,
-            current=current.count,
-            readings=readings,
-            failures=failures,
-            history=history,
-            running_tasks=running_tasks,
-        )
-
     # The cluster's scale-out tasks matter only to a decision that adds (the running-task check
     # and the claim's snapshot come after the decision): read them only for one. Without them
     # there is no scale-out: the snapshot lets a later run tell whether an ambiguous POST went
     # through (fail closed).
-    result = after_reads(())
-    if result.outcome not in (OutcomeCode.SCALED, OutcomeCode.BUDGET):
+    result = offline.decision(
+        policy, current=current.count, readings=readings, failures=failures, history=history
+    )
+    if result.outcome != OutcomeCode.SCALED:
         return outcome(result.outcome, result.reason, decision=result.decision)
+    assert result.decision is not None
     try:
         tasks = scale_out_tasks(cloud.list_tasks(cluster))
     except CloudError as exc:
         return outcome(
             OutcomeCode.ERROR, f"cluster tasks unavailable: {exc}", decision=result.decision
         )
-    result = after_reads([t.task_id for t in tasks if t.phase == TaskPhase.RUNNING])
+    running = [t.task_id for t in tasks if t.phase == TaskPhase.RUNNING]
+    result = offline.gates(policy, activities, result.decision, now=now, running_tasks=running)
     if result.outcome != OutcomeCode.SCALED:
         return outcome(result.outcome, result.reason, decision=result.decision)
     assert result.decision is not None
