@@ -29,6 +29,7 @@ from edgescaler.settings import Settings
 from edgescaler.store import open_store
 from edgescaler.store.base import activity_key
 from edgescaler.store.oss import PROBE_DIR, OSSStore, resolve_region
+from tests.support import builders
 from tests.support.oss import KEY_ID, OSS, SECRET, TOKEN, OSSLayer, credentials
 from tests.support.s3 import free_port
 
@@ -37,15 +38,7 @@ T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
 
 
 def claim(seq: int = 1, policy: str = "p") -> Activity:
-    return Activity(
-        cluster_id=CLUSTER,
-        seq=seq,
-        policy=policy,
-        add=1,
-        status=Status.CLAIMED,
-        created_at=T0,
-        updated_at=T0,
-    )
+    return builders.claim(seq, cluster=CLUSTER, at=T0, policy=policy)
 
 
 def store_at(layer: OSSLayer, bucket: str, prefix: str, **kw: Any) -> OSSStore:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from edgescaler.activity import Activity, Status
+from edgescaler.activity import Activity
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.errors import ConfigError, ConflictError, StoreError
 from edgescaler.sensitive import Secret
@@ -32,6 +32,7 @@ from edgescaler.store.s3 import (
     normalize_prefix,
     oss_region,
 )
+from tests.support import builders
 from tests.support.s3 import FAKE_KEY_ID, FAKE_SECRET, MotoS3, S3Proxy, free_port
 
 CLUSTER = "c0123456789abcdef"
@@ -39,15 +40,7 @@ T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
 
 
 def claim(seq: int = 1, policy: str = "p") -> Activity:
-    return Activity(
-        cluster_id=CLUSTER,
-        seq=seq,
-        policy=policy,
-        add=1,
-        status=Status.CLAIMED,
-        created_at=T0,
-        updated_at=T0,
-    )
+    return builders.claim(seq, cluster=CLUSTER, at=T0, policy=policy)
 
 
 def store_at(endpoint: str, moto: MotoS3, prefix: str, **kw: Any) -> S3Store:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from edgescaler.activity import Activity, Status
 from edgescaler.errors import ConflictError
 from edgescaler.store.base import Store
+from tests.support import builders
 from tests.support.builders import NOW
 
 CLUSTER = "c0123456789abcdef"
@@ -18,17 +20,8 @@ CLUSTER = "c0123456789abcdef"
 def claim(
     seq: int, *, cluster: str = CLUSTER, ago: timedelta = timedelta(0), policy: str = "p"
 ) -> Activity:
-    t = NOW - ago
-    return Activity(
-        cluster_id=cluster,
-        seq=seq,
-        policy=policy,
-        add=seq,
-        status=Status.CLAIMED,
-        created_at=t,
-        updated_at=t,
-        decision={"reason": "rule", "explanation": f"#{seq}"},
-    )
+    made = builders.claim(seq, cluster=cluster, at=NOW - ago, policy=policy, add=seq)
+    return replace(made, decision={"reason": "rule", "explanation": f"#{seq}"})
 
 
 def test_read_your_write(any_store: Store) -> None:

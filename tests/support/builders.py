@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from edgescaler.activity import Activity, Status
 from edgescaler.metrics.base import Reading
 from edgescaler.policy import Policy
 
@@ -73,3 +74,24 @@ def write_policy(folder: Path, **overrides: Any) -> Path:
 
 def readings(now: datetime = NOW, **values: float) -> dict[str, Reading]:
     return {k: Reading(k, float(v), now) for k, v in values.items()}
+
+
+def claim(
+    seq: int = 1,
+    *,
+    cluster: str = "c0123456789abcdef",
+    at: datetime = NOW,
+    policy: str = "p",
+    add: int = 1,
+) -> Activity:
+    """A fresh claim (activity ``seq`` of ``cluster``, created at ``at``): what the stores'
+    tests write."""
+    return Activity(
+        cluster_id=cluster,
+        seq=seq,
+        policy=policy,
+        add=add,
+        status=Status.CLAIMED,
+        created_at=at,
+        updated_at=at,
+    )

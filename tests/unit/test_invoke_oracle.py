@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from alibabacloud_credentials.models import CredentialModel
 from alibabacloud_tea_openapi import utils_models as sdk_models
 from alibabacloud_tea_openapi.client import Client as SdkClient
 from darabonba.runtime import RuntimeOptions
@@ -26,6 +25,7 @@ from edgescaler.sensitive import Secret
 from tests.support import acs_verify
 from tests.support.fc import FakeFC
 from tests.support.loopback import serve
+from tests.support.sdk import FakeSdkCredential
 
 AK_ID = "LTAI5tFCORACLEKeyId"
 SECRET = "FCORACLEaccessKeySecret0123456789"
@@ -33,24 +33,11 @@ TOKEN = "CAIS-FC-ORACLE-STS-TOKEN"
 EVENT = b'{"policies":["beijing-edge"],"dry_run":true,"request_id":"invoke-oracle-1"}'
 
 
-class FakeSdkCredential:
-    def __init__(self, sts: bool) -> None:
-        self._sts = sts
-
-    def get_credential(self) -> CredentialModel:
-        return CredentialModel(
-            access_key_id=AK_ID,
-            access_key_secret=SECRET,
-            security_token=TOKEN if self._sts else None,
-            type="sts" if self._sts else "access_key",
-        )
-
-
 def _sdk_invoke(
     hostport: str, sts: bool, qualifier: str | None, invocation_type: str, user_agent: str
 ) -> None:
     config = sdk_models.Config(
-        credential=FakeSdkCredential(sts), endpoint=hostport, protocol="HTTP"
+        credential=FakeSdkCredential(AK_ID, SECRET, TOKEN, sts), endpoint=hostport, protocol="HTTP"
     )
     params = sdk_models.Params(
         action="InvokeFunction",

@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from alibabacloud_credentials.models import CredentialModel
 from alibabacloud_tea_openapi import utils_models as sdk_models
 from alibabacloud_tea_openapi.client import Client as SdkClient
 from darabonba.runtime import RuntimeOptions
@@ -24,6 +23,7 @@ from edgescaler.sensitive import Secret
 from tests.support import acs_verify
 from tests.support.kms import FakeKMS
 from tests.support.loopback import serve
+from tests.support.sdk import FakeSdkCredential
 
 AK_ID = "LTAI5tKMSORACLEKeyId"
 SECRET = "KMSORACLEaccessKeySecret0123456789"
@@ -34,25 +34,9 @@ NAMES = [
 ]
 
 
-class FakeSdkCredential:
-    """What ``Config(credential=...)`` needs; no provider name, so the SDK adds no
-    ``x-acs-credentials-provider`` telemetry header (as in test_signing_oracle.py)."""
-
-    def __init__(self, sts: bool) -> None:
-        self._sts = sts
-
-    def get_credential(self) -> CredentialModel:
-        return CredentialModel(
-            access_key_id=AK_ID,
-            access_key_secret=SECRET,
-            security_token=TOKEN if self._sts else None,
-            type="sts" if self._sts else "access_key",
-        )
-
-
 def _sdk_get_secret_value(hostport: str, sts: bool, name: str, user_agent: str) -> dict[str, str]:
     config = sdk_models.Config(
-        credential=FakeSdkCredential(sts), endpoint=hostport, protocol="HTTP"
+        credential=FakeSdkCredential(AK_ID, SECRET, TOKEN, sts), endpoint=hostport, protocol="HTTP"
     )
     params = sdk_models.Params(
         action="GetSecretValue",

@@ -29,7 +29,6 @@ from typing import Any
 
 import httpx
 import pytest
-from alibabacloud_credentials.models import CredentialModel
 from alibabacloud_tea_openapi import utils_models as sdk_models
 from alibabacloud_tea_openapi.client import Client as SdkClient
 from alibabacloud_tea_openapi.utils import Utils, get_canonical_query_string
@@ -41,6 +40,7 @@ from edgescaler.cloud import cs, signing
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.sensitive import Secret
 from tests.support import acs_verify
+from tests.support.sdk import FakeSdkCredential
 
 AK_ID = "LTAI5tORACLEaccessKeyId"
 SECRET = "ORACLEaccessKeySecret0123456789"
@@ -351,21 +351,6 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[CaptureServer]:
     srv.close()
 
 
-class FakeSdkCredential:
-    """What ``Config(credential=...)`` needs: ``get_credential()``; no provider name on purpose."""
-
-    def __init__(self, sts: bool) -> None:
-        self._sts = sts
-
-    def get_credential(self) -> CredentialModel:
-        return CredentialModel(
-            access_key_id=AK_ID,
-            access_key_secret=SECRET,
-            security_token=TOKEN if self._sts else None,
-            type="sts" if self._sts else "access_key",
-        )
-
-
 CLUSTER = "c0123456789abcdef 01/~"  # not a real id: exercises path-segment encoding
 TASK = "T-5a54309c80282e39ea00002f"
 SCALE_BODY = {
@@ -415,7 +400,9 @@ def _our_client(srv: CaptureServer, sts: bool, **kw: Any) -> cs.CSClient:
 def _sdk_call(srv: CaptureServer, sts: bool, action: str, user_agent: str) -> Captured:
     method, pathname, query, _ = CALLS[action]
     config = sdk_models.Config(
-        credential=FakeSdkCredential(sts), endpoint=srv.hostport, protocol="HTTP"
+        credential=FakeSdkCredential(AK_ID, SECRET, TOKEN, sts),
+        endpoint=srv.hostport,
+        protocol="HTTP",
     )
     params = sdk_models.Params(
         action=action,
@@ -481,7 +468,9 @@ def test_cs_client_matches_sdk_call_api_on_the_wire(
 def test_sdk_sends_plus_for_space_but_signs_percent20(server: CaptureServer) -> None:
     """reference/cs-api.md §3.6: why we build the query string ourselves."""
     config = sdk_models.Config(
-        credential=FakeSdkCredential(False), endpoint=server.hostport, protocol="HTTP"
+        credential=FakeSdkCredential(AK_ID, SECRET, TOKEN, False),
+        endpoint=server.hostport,
+        protocol="HTTP",
     )
     params = sdk_models.Params(
         action="DescribeClusterNodes",
