@@ -88,9 +88,7 @@ def _source_hashes_310(interpreter: str, sources: dict[str, bytes], tmp: Path) -
 def test_the_zip_carries_valid_unchecked_pyc_for_python_310(built: Path, tmp_path: Path) -> None:
     """FC's /code is read-only: Python cannot write .pyc there, so the zip carries them, for
     every product module and every dependency the function can import."""
-    interpreter = package.find_python310()
-    if interpreter is None:
-        pytest.skip("no Python 3.10 interpreter on this machine to compile the .pyc")
+    interpreter = package.find_python310() or require_python310(" to compile the .pyc")
     with zipfile.ZipFile(built) as zf:
         files = {n: zf.read(n) for n in zf.namelist() if n.endswith((".py", ".pyc"))}
     product = ["index.py"] + [str(f.relative_to(SOURCE)) for f in package.function_files(SOURCE)]
@@ -257,6 +255,18 @@ def test_an_invalid_policy_stops_the_build(tmp_path: Path) -> None:
         )
 
 
+def require_python310(why: str = "") -> str:
+    """The 3.10 interpreter, or skip the test — but fail under CI, where it must exist (the
+    function runs on 3.10: these tests are the proof)."""
+    interpreter = python310()
+    if interpreter is None:
+        message = f"no Python 3.10 interpreter on this machine{why}"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {message}", pytrace=False)
+        pytest.skip(message)
+    return interpreter
+
+
 def python310() -> str | None:
     """A working CPython 3.10 (pyenv shims may exist without the version being active)."""
     candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python3.10")))
@@ -285,9 +295,7 @@ def emulator_for_example_policy() -> Iterator[Emulator]:
 def test_the_packaged_handler_runs_on_python_310(
     built: Path, tmp_path: Path, emulator_for_example_policy: Emulator
 ) -> None:
-    interpreter = python310()
-    if interpreter is None:
-        pytest.skip("no Python 3.10 interpreter on this machine")
+    interpreter = require_python310()
     code = tmp_path / "code"
     with zipfile.ZipFile(built) as zf:
         zf.extractall(code)
@@ -401,9 +409,7 @@ print(json.dumps({"seqs": store.seqs("c1"), "second": second, "loaded": heavy,
 
 
 def run_packaged_store(code: Path, args: list[str], tmp_path: Path) -> dict[str, object]:
-    interpreter = python310()
-    if interpreter is None:
-        pytest.skip("no Python 3.10 interpreter on this machine")
+    interpreter = require_python310()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "NO_PROXY": "127.0.0.1,localhost",
