@@ -154,3 +154,20 @@ def test_a_bug_in_a_command_is_one_redacted_line_not_a_traceback(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error: RuntimeError" in err
     assert "Traceback" not in err and secret[:8] not in err
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000 + b"]" * 5000,
+        b'{"errorMessage": "' + b"m" * 50_000 + b'", "errorType": "' + b"T" * 50_000 + b'"}',
+        b'{"errorMessage": "\\ud800"}',
+    ],
+)
+def test_a_hostile_function_error_body_is_one_short_line(body: bytes) -> None:
+    from edgescaler.cloud.fc_invoke import function_error
+
+    err = function_error("svc/fn", "Unhandled" * 1000, body, "R-1")
+    text = str(err)
+    assert text.startswith("function svc/fn failed:") and len(text) < 600 and "\n" not in text
+    text.encode("utf-8")  # no lone surrogate survives into the message

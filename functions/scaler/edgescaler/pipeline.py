@@ -7,7 +7,8 @@ Per policy, concurrently, and so that one policy's failure never stops another:
 2. guard: cooldown / in flight / backoff → stop here, nothing else is read;
 3. read capacity (:class:`~edgescaler.cloud.model.Capacity`) and every metric, concurrently;
    any metric that is empty, NaN, stale or failing → ``metrics_unavailable`` (do not act);
-4. decide (pure, :func:`edgescaler.offline.decision` and ``gates``, which ``replay`` and ``test-policies``
+4. decide (pure: :func:`edgescaler.offline.decision` and ``gates``, which ``replay`` and
+   ``test-policies``
    run too) → ``no_change`` / ``capped``; only a decision that adds reads the cluster's
    scale-out tasks (failing → ``error``: no scale-out without them); a scale-out task still
    running in the cloud (not started by edgescaler, or ours past its timeout) → ``in_flight``;

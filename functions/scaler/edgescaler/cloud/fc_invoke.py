@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from edgescaler import safejson
 from edgescaler.cloud import acs
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.signing import encode_query, new_nonce, percent_encode
@@ -93,8 +94,8 @@ class Invoker(Protocol):
     def close(self) -> None: ...
 
 
-def _one_line(text: str, *secrets: Any) -> str:
-    return outside_message(text, _MAX_TEXT, secrets)
+def _one_line(text: str, *secrets: Any, limit: int = 0) -> str:
+    return outside_message(text, limit or _MAX_TEXT, secrets)
 
 
 def function_error(
@@ -103,32 +104,37 @@ def function_error(
     """The one-line error for a sync answer that carries ``X-Fc-Error-Type`` (``error_type``);
     ``body`` is the function's error, ``{"errorMessage", "errorType", "stackTrace"}``."""
     detail = detail_type = ""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
+    data = _json_object(body)
+    if data is not None:
         detail = str(data.get("errorMessage") or data.get("ErrorMessage") or "")
         detail_type = str(data.get("errorType") or data.get("ErrorType") or "")
     elif body:
         detail = body.decode("utf-8", "replace")
-    parts = [f"function {function} failed: {error_type}"]
+    parts = [f"function {function} failed: {_one_line(error_type, limit=80)}"]
     if detail_type and detail_type != error_type:
-        parts.append(detail_type)
+        parts.append(_one_line(detail_type, limit=80))
     if detail:
         parts.append(_one_line(detail))
     return FunctionError(": ".join(parts), error_type=error_type, request_id=request_id)
 
 
+def _json_object(body: bytes | str) -> dict[str, Any] | None:
+    """The JSON object an FC answer carries, or None (malformed, hostile or not an object)."""
+    try:
+        data = safejson.loads(body)
+    except safejson.JSONError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _api_error(
     action: str, function: str, status: int, body: bytes, request_id: str | None
 ) -> InvokeError:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        code = str(data.get("Code") or data.get("ErrorCode") or f"HTTP{status}")
+    data = _json_object(body)
+    if data is not None:
+        code = _one_line(
+            str(data.get("Code") or data.get("ErrorCode") or f"HTTP{status}"), limit=80
+        )
         message = str(data.get("Message") or data.get("ErrorMessage") or "")
         request_id = request_id or (str(data["RequestId"]) if data.get("RequestId") else None)
     else:
@@ -348,14 +354,11 @@ class FC2Invoker:
             request_id = None
         raw = str(getattr(exc, "message", "") or "")
         status = int(getattr(exc, "status_code", 0) or 0)
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None
+        data = _json_object(raw)
         # FC's function error: 200 + X-Fc-Error-Type; fc2 raises it as FcError(status 200) with
         # the function's error body as the message.
         # fc2 keeps the body but drops the X-Fc-Error-Type header: the type is not known here.
-        if status == 200 and isinstance(data, dict):
+        if status == 200 and data is not None:
             return function_error(name, "FunctionError", redact(raw, *secrets).encode(), request_id)
         return _api_error(
             "InvokeFunction", name, status, redact(raw, *secrets).encode(), request_id

@@ -58,7 +58,8 @@ from urllib.parse import urlsplit
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.credentials import from_env as alibaba_from_env
 from edgescaler.errors import ConfigError, ConflictError, StoreError
-from edgescaler.sensitive import Secret, redact
+from edgescaler.outside import message as outside_message
+from edgescaler.sensitive import Secret
 from edgescaler.store.base import Store, probe_once
 
 CONNECT_TIMEOUT = 3.0
@@ -274,8 +275,7 @@ class S3Store(Store):
         return f"s3://{self.bucket}/{self.prefix}" + (f" ({host})" if host else "")
 
     def _scrub(self, text: str) -> str:
-        one_line = " ".join(text.split())
-        return redact(one_line, *self._secrets)[:300]
+        return outside_message(text, 300, self._secrets)
 
     def _error(self, op: str, key: str, failure: _Failure) -> StoreError:
         status = f" (HTTP {failure.status})" if failure.status else ""
