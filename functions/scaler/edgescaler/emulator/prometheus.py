@@ -53,12 +53,8 @@ def _prom_time(raw: str) -> float:
     return parsed.timestamp()
 
 
-def read_request(method: str, raw_query: str, body: bytes) -> tuple[str, float | None]:
-    """The ``query`` and ``time`` (None: now) of a ``/api/v1/query`` request.
-
-    Raises :class:`ApiError` 405 for a method other than GET or POST, ``ValueError`` (Prometheus'
-    ``bad_data``, see :func:`bad_data`) for a missing query or an unparseable time.
-    """
+def _params(method: str, raw_query: str, body: bytes) -> tuple[dict[str, str], str]:
+    """The parameters of a query request (URL and, for POST, form body) and its ``query``."""
     # Prometheus decodes queries like Go's url.ParseQuery: "+" is a space, unlike signing.
     params = dict(parse_qsl(raw_query, keep_blank_values=True))
     if method == "POST":
@@ -68,6 +64,16 @@ def read_request(method: str, raw_query: str, body: bytes) -> tuple[str, float |
     query = params.get("query", "").strip()
     if not query:
         raise ValueError('invalid parameter "query": missing')
+    return params, query
+
+
+def read_request(method: str, raw_query: str, body: bytes) -> tuple[str, float | None]:
+    """The ``query`` and ``time`` (None: now) of a ``/api/v1/query`` request.
+
+    Raises :class:`ApiError` 405 for a method other than GET or POST, ``ValueError`` (Prometheus'
+    ``bad_data``, see :func:`bad_data`) for a missing query or an unparseable time.
+    """
+    params, query = _params(method, raw_query, body)
     at = _prom_time(params["time"]) if params.get("time") else None
     return query, at
 
@@ -75,14 +81,7 @@ def read_request(method: str, raw_query: str, body: bytes) -> tuple[str, float |
 def read_range_request(method: str, raw_query: str, body: bytes) -> tuple[str, float, float, float]:
     """The ``query``, ``start``, ``end`` and ``step`` (seconds) of a ``/api/v1/query_range``
     request; ``ValueError`` (``bad_data``) for anything missing or out of range."""
-    params = dict(parse_qsl(raw_query, keep_blank_values=True))
-    if method == "POST":
-        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    elif method != "GET":
-        raise ApiError(405, "MethodNotAllowed", "use GET or POST")
-    query = params.get("query", "").strip()
-    if not query:
-        raise ValueError('invalid parameter "query": missing')
+    params, query = _params(method, raw_query, body)
     try:
         start, end = _prom_time(params["start"]), _prom_time(params["end"])
         step = float(params["step"])

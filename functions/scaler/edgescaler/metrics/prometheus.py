@@ -336,19 +336,7 @@ class PrometheusSource:
             raise bad(f"no data.resultType in the answer ({type(exc).__name__})") from exc
         if result_type != "matrix":
             raise bad(f"result type {result_type!r}, expected matrix")
-        if not isinstance(result, list):
-            raise bad(f"matrix result is a {type(result).__name__}, not a list")
-        if not result:
-            raise MetricError(name, "empty", _one_line(f"{where} returned no series"))
-        if len(result) > 1:
-            shown = ", ".join(_labels(item) for item in result[:_LABEL_SETS_SHOWN])
-            more = ", ..." if len(result) > _LABEL_SETS_SHOWN else ""
-            raise MetricError(
-                name,
-                "multiple_series",
-                _one_line(f"{where} returned {len(result)} series, expected 1: {shown}{more}"),
-            )
-        item = result[0]
+        item = _only_series(name, where, "matrix", result)
         values = item.get("values") if isinstance(item, dict) else None
         if not isinstance(values, list) or len(values) > MAX_POINTS:
             raise bad("matrix series without a list of at most 11000 values")
@@ -409,21 +397,7 @@ class PrometheusSource:
         if result_type == "scalar":
             sample, labels = result, ""
         elif result_type == "vector":
-            if not isinstance(result, list):
-                raise bad(f"vector result is a {type(result).__name__}, not a list")
-            if not result:
-                raise MetricError(name, "empty", _one_line(f"{where} returned no series"))
-            if len(result) > MAX_SERIES:
-                raise bad(f"{len(result)} series, more than {MAX_SERIES}")
-            if len(result) > 1:
-                shown = ", ".join(_labels(item) for item in result[:_LABEL_SETS_SHOWN])
-                more = ", ..." if len(result) > _LABEL_SETS_SHOWN else ""
-                raise MetricError(
-                    name,
-                    "multiple_series",
-                    _one_line(f"{where} returned {len(result)} series, expected 1: {shown}{more}"),
-                )
-            item = result[0]
+            item = _only_series(name, where, "vector", result)
             if not isinstance(item, dict) or "value" not in item:
                 raise bad("vector element without a value")
             sample, labels = item["value"], _labels(item)
@@ -465,6 +439,34 @@ class PrometheusSource:
                 f"max_age {max_age.total_seconds():g}s, on {self._host}"
             ),
         )
+
+
+def _only_series(name: str, where: str, kind: str, result: Any) -> Any:
+    """The one series of a vector or matrix result; MetricError ``empty``,
+    ``multiple_series`` or (not a list, more than MAX_SERIES) ``bad_response`` otherwise."""
+    if not isinstance(result, list):
+        raise MetricError(
+            name,
+            "bad_response",
+            _one_line(f"{where}: {kind} result is a {type(result).__name__}, not a list"),
+        )
+    if not result:
+        raise MetricError(name, "empty", _one_line(f"{where} returned no series"))
+    if len(result) > MAX_SERIES:
+        raise MetricError(
+            name,
+            "bad_response",
+            _one_line(f"{where}: {len(result)} series, more than {MAX_SERIES}"),
+        )
+    if len(result) > 1:
+        shown = ", ".join(_labels(item) for item in result[:_LABEL_SETS_SHOWN])
+        more = ", ..." if len(result) > _LABEL_SETS_SHOWN else ""
+        raise MetricError(
+            name,
+            "multiple_series",
+            _one_line(f"{where} returned {len(result)} series, expected 1: {shown}{more}"),
+        )
+    return result[0]
 
 
 def _sample(sample: Any) -> tuple[float | None, float | None]:
