@@ -52,6 +52,7 @@ bundle for each new connection, 25-40 ms of CPU each with OpenSSL 3. A CA bundle
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 import time
@@ -216,7 +217,7 @@ class PrometheusSource:
         from prometheus_api_client import PrometheusConnect
         from urllib3.util.retry import Retry
 
-        session = requests.Session()
+        session = _session_from_environment(requests.Session(), self._url)
         session.hooks["response"].append(self._remember_response)
         # No retries and no backoff: the library's default would retry 5xx three times with
         # a growing sleep. read=False keeps a read timeout a ReadTimeout (requests' own
@@ -609,6 +610,26 @@ def _bounded_adapter(max_bytes: int, local: threading.local, retry: Any) -> Any:
             return response
 
     return BoundedAdapter(pool_maxsize=MAX_CONNECTIONS, max_retries=retry)
+
+
+def _session_from_environment(session: Any, url: str) -> Any:
+    """``session`` with what requests reads from the environment (``trust_env``) read once.
+
+    With ``trust_env`` requests looks for every request: the proxy variables and ``no_proxy``,
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` and ``~/.netrc`` (a home directory lookup and two
+    ``stat`` calls): 0.2-0.3 ms of CPU per query on Python 3.10, 150 times in a run of 50
+    policies. The environment does not change under a running function, so the same settings
+    are resolved here, for ``url``, once, and the session stops looking.
+    """
+    from requests.utils import get_environ_proxies, get_netrc_auth
+
+    session.proxies = get_environ_proxies(url)
+    session.verify = (
+        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    )
+    session.auth = get_netrc_auth(url)
+    session.trust_env = False
+    return session
 
 
 def _default_verification(scheme: str | None, verify: Any) -> bool:
