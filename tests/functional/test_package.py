@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -110,6 +111,73 @@ def test_the_zip_carries_valid_unchecked_pyc_for_python_310(built: Path, tmp_pat
     assert all(n in files for n in product)
 
 
+def test_the_zip_carries_its_certifi_bundle_as_a_hashed_ca_directory(built: Path) -> None:
+    """One file per certificate of the certifi bundle the zip ships (no more, no fewer), each
+    named after its OpenSSL subject hash, each found by OpenSSL's own lookup in that directory."""
+    with zipfile.ZipFile(built) as zf:
+        bundle = zf.read("certifi/cacert.pem").decode()
+        prefix = f"{package.CA_DIR}/"
+        files = {n[len(prefix) :]: zf.read(n) for n in zf.namelist() if n.startswith(prefix)}
+    certs = {c.strip() for c in bundle.split("-----END CERTIFICATE-----") if "BEGIN" in c}
+    assert len(certs) > 100
+    assert len(files) == len(certs)
+    assert {
+        data.decode().split("-----END CERTIFICATE-----")[0].strip() for data in files.values()
+    } == {c[c.index("-----BEGIN") :] for c in certs}
+    assert all(re.fullmatch(r"[0-9a-f]{8}\.[0-9]+", name) for name in files)
+    assert_openssl_finds_each(built.parent / "scaler" / package.CA_DIR)
+
+
+def assert_openssl_finds_each(folder: Path) -> None:
+    """``openssl verify`` of every (self-signed root) file against ``folder`` alone: a root is
+    found only when the directory holds it under its hash."""
+    names = sorted(p.name for p in folder.iterdir())
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "SSL_CERT_FILE": "/nonexistent",
+        "SSL_CERT_DIR": "/nonexistent",
+    }
+    proc = subprocess.run(
+        ["openssl", "verify", "-no-CAfile", "-CApath", str(folder), *names],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ok = [line for line in proc.stdout.splitlines() if line.endswith(": OK")]
+    assert proc.returncode == 0 and len(ok) == len(names), proc.stderr[-500:]
+
+
+def test_a_root_filed_under_the_wrong_hash_is_not_found(built: Path, tmp_path: Path) -> None:
+    """The control: the check above does fail when a file's name is not its subject hash."""
+    source = built.parent / "scaler" / package.CA_DIR
+    first = sorted(source.iterdir())[0]
+    wrong = tmp_path / ("0" * 8 if not first.name.startswith("0" * 8) else "f" * 8)
+    wrong = wrong.with_suffix(".0")
+    shutil.copy(first, wrong)
+    with pytest.raises(AssertionError):
+        assert_openssl_finds_each(tmp_path)
+
+
+def test_the_packaged_function_loads_its_cas_lazily(built: Path) -> None:
+    """In the package (Python 3.10, ``-S``), the shared context reads its CAs from the hashed
+    directory: nothing is loaded up front (the bundle would be 100+ certificates)."""
+    interpreter = package.find_python310() or require_python310(" to run the package")
+    code = built.parent / "scaler"
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from edgescaler.cloud import tls\n"
+        "ctx = tls.context()\n"
+        "print(tls.ca_dir() is not None, ctx.cert_store_stats()['x509_ca'], ctx.verify_mode)\n"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run(
+        [interpreter, "-S", "-c", probe, str(code)], env=env, capture_output=True, text=True
+    )
+    assert out.stdout.split() == ["True", "0", "VerifyMode.CERT_REQUIRED"], out.stderr[-500:]
+
+
 # Workstation tools of the installed package; none of them may reach the function.
 TOOLS = (
     "edgescaler/emulator/",
@@ -126,6 +194,8 @@ TOOLS = (
 def test_the_zip_carries_product_code_only(built: Path) -> None:
     with zipfile.ZipFile(built) as zf:
         ours = {n: zf.read(n) for n in zf.namelist() if n.startswith("edgescaler/")}
+    ca_dir = f"{package.CA_DIR}/"
+    ours = {n: data for n, data in ours.items() if not n.startswith(ca_dir)}  # data, not code
     assert [n for n in ours if n.startswith(TOOLS)] == []
     sources = {n for n in ours if not n.endswith(".pyc")}
     assert sources == {str(p.relative_to(SOURCE)) for p in package.function_files(SOURCE)}
@@ -144,7 +214,15 @@ def copy_source(tmp_path: Path) -> Path:
 
 
 def no_wheels(reqs: object, dest: Path) -> list[Path]:
-    return []
+    """No dependencies but certifi's CA bundle (the build turns it into the CA directory): a
+    wheel of one certificate."""
+    import certifi
+
+    first = Path(certifi.where()).read_text().split("-----END CERTIFICATE-----")[0]
+    wheel = dest / "certifi-0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("certifi/cacert.pem", first + "-----END CERTIFICATE-----\n")
+    return [wheel]
 
 
 def test_a_new_tool_subpackage_stays_out_of_the_zip(tmp_path: Path) -> None:

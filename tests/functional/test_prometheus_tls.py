@@ -3,7 +3,9 @@
 A local HTTPS server whose certificate is signed by a test CA (minted here with ``cryptography``):
 with requests' default verification the source refuses it (certifi does not know the CA), so
 the shared context still verifies; with ``REQUESTS_CA_BUNDLE`` naming the test CA it reads the
-metric, so a CA bundle set the requests way is honoured as before.
+metric, so a CA bundle set the requests way is honoured as before. With the function package's
+hashed CA directory (``edgescaler package`` writes it), httpx's and Prometheus' connections
+read only the root they need, and refuse a server whose CA is not in it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import certifi
+import httpx
 import pytest
 import requests
 from cryptography import x509
@@ -26,6 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from edgescaler import package
+from edgescaler.cloud import tls
 from edgescaler.errors import MetricError
 from edgescaler.metrics import prometheus
 from edgescaler.metrics.prometheus import PrometheusSource
@@ -201,3 +207,75 @@ def test_every_default_https_connection_uses_the_one_shared_context() -> None:
     plain = requests.Request("GET", "http://prom.example/api/v1/query").prepare()
     _, pool = adapters[0].build_connection_pool_key_attributes(plain, True)
     assert "ssl_context" not in pool
+
+
+@pytest.fixture
+def some_roots(tmp_path: Path) -> Path:
+    """Five of certifi's roots: real CAs that did not sign the test server's certificate."""
+    end = "-----END CERTIFICATE-----"
+    certs = Path(certifi.where()).read_text().split(end)[:5]
+    path = tmp_path / "roots.pem"
+    path.write_text("".join(c[c.index("-----BEGIN") :] + end + "\n" for c in certs))
+    return path
+
+
+@pytest.fixture
+def ca_dir_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Makes the process use a hashed CA directory written from the given PEM files, as the
+    function package does (fresh shared contexts, no CA variables)."""
+
+    def make(*pems: Path) -> Path:
+        bundle = tmp_path / "bundle.pem"
+        bundle.write_bytes(b"".join(p.read_bytes() for p in pems))
+        folder = tmp_path / "cacerts"
+        package.write_ca_dir(bundle, folder)
+        monkeypatch.setattr(tls, "CA_DIR", folder)
+        monkeypatch.setattr(tls, "_context", None)
+        monkeypatch.setattr(prometheus, "_context", None)
+        for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            monkeypatch.delenv(name, raising=False)
+        return folder
+
+    return make
+
+
+def test_the_hashed_ca_directory_verifies_and_loads_only_the_root_needed(
+    https_prometheus: tuple[str, Path], ca_dir_of: Callable[..., Path], some_roots: Path
+) -> None:
+    url, ca = https_prometheus
+    ca_dir_of(some_roots, ca)  # the test CA among real ones
+    ctx = tls.context()
+    assert ctx.cert_store_stats()["x509_ca"] == 0  # nothing parsed up front
+    with httpx.Client(verify=ctx) as client:
+        assert client.get(f"{url}/api/v1/query", params={"query": "x"}).status_code == 200
+    assert ctx.cert_store_stats()["x509_ca"] == 1  # the one root the handshake looked up
+    assert _read(url) == 7.5  # Prometheus' shared context reads the same directory
+    assert prometheus._verified_context().cert_store_stats()["x509_ca"] == 1
+
+
+def test_a_ca_missing_from_the_hashed_directory_is_refused(
+    https_prometheus: tuple[str, Path], ca_dir_of: Callable[..., Path], some_roots: Path
+) -> None:
+    url, _ = https_prometheus
+    ca_dir_of(some_roots)
+    with (
+        httpx.Client(verify=tls.context()) as client,
+        pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        client.get(url)
+    with pytest.raises(MetricError) as info:
+        _read(url)
+    assert "CERTIFICATE_VERIFY_FAILED" in info.value.detail
+
+
+def test_ssl_cert_file_still_wins_over_the_hashed_directory(
+    https_prometheus: tuple[str, Path],
+    ca_dir_of: Callable[..., Path],
+    some_roots: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, ca = https_prometheus
+    ca_dir_of(some_roots)  # without the test CA...
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # ...which SSL_CERT_FILE names: httpx's rule
+    with httpx.Client(verify=tls.context()) as client:
+        assert client.get(f"{url}/api/v1/query", params={"query": "x"}).status_code == 200

@@ -7,6 +7,8 @@ whatever Python and platform build the package. Layout of the result (``CodeUri`
 
     index.py            the FC entry (Handler: index.handler)
     edgescaler/         the modules of this package the function runs (FUNCTION_MODULES)
+    edgescaler/cloud/cacerts/   certifi's CAs, one file per certificate under its OpenSSL
+                        subject hash: loaded lazily at handshake time (write_ca_dir)
     policies/*.yaml     the policies to deploy (validated first)
     <dependencies>      unpacked wheels
     **/__pycache__/*.cpython-310.pyc   bytecode, compiled at build time (below)
@@ -36,6 +38,7 @@ from __future__ import annotations
 import ast
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +67,10 @@ BOTOCORE_SERVICES = frozenset({"s3"})
 # 100 MB is the limit for a base64 zip sent through the FC API; larger needs OSS.
 API_UPLOAD_LIMIT = 100 * 1000 * 1000
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # reproducible zips: same inputs, same bytes
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----", re.S)
+_SUBJECT_HASH = re.compile(r"[0-9a-f]{8}")
+# The hashed CA directory of the function (edgescaler.cloud.tls.CA_DIR), in the package.
+CA_DIR = Path("edgescaler") / "cloud" / "cacerts"
 # Top-level modules of the zip that the function never imports: prometheus-api-client's
 # date-parsing dependencies (only its range-query helpers, never called, import dateparser).
 # Shipped as sources, not compiled. The packaged-handler test checks that a run imports none of
@@ -362,6 +369,7 @@ def build(
             with zipfile.ZipFile(wheel) as zf:
                 zf.extractall(stage)
     prune_botocore_data(stage)
+    write_ca_dir(stage / "certifi" / "cacert.pem", stage / CA_DIR)
     shutil.copy2(source / "index.py", stage / "index.py")
     for path in modules:
         target = stage / path.relative_to(source)
@@ -381,6 +389,55 @@ def build(
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, path.read_bytes())
     return archive
+
+
+def write_ca_dir(bundle: Path, dest: Path, *, openssl: str = "openssl") -> int:
+    """Write every certificate of the PEM ``bundle`` into ``dest`` (created, or emptied) under
+    its OpenSSL subject-hash name; return how many were written (see :mod:`edgescaler.cloud.tls`:
+    the function loads this directory lazily instead of parsing the whole bundle at cold start).
+
+    The hash is ``openssl x509 -subject_hash`` of each certificate: the name OpenSSL looks up at
+    handshake time (the same in OpenSSL 1.0 to 3.x and LibreSSL). Certificates whose subjects
+    share a hash get ``.0``, ``.1``, ... in bundle order, as ``openssl rehash`` numbers them.
+    Real files, not symlinks, so that the directory survives the zip. Raises ConfigError.
+    """
+    binary = shutil.which(openssl)
+    if binary is None:
+        raise ConfigError(
+            f"{openssl!r} not found on PATH: it names the CA files the function loads lazily "
+            "(install openssl)"
+        )
+    try:
+        certs = _PEM.findall(bundle.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"{bundle}: {exc.strerror}") from None
+    if not certs:
+        raise ConfigError(f"{bundle}: no PEM certificate in it")
+    names: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="edgescaler-ca-") as tmp:
+        for i, pem in enumerate(certs):
+            path = Path(tmp) / f"{i}.pem"
+            path.write_bytes(pem)
+            proc = subprocess.run(
+                [binary, "x509", "-noout", "-subject_hash", "-in", str(path)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            digest = proc.stdout.strip()
+            if proc.returncode != 0 or not _SUBJECT_HASH.fullmatch(digest):
+                tail = (proc.stderr.strip().splitlines() or ["no hash printed"])[-1]
+                raise ConfigError(f"{bundle}: certificate #{i + 1}: openssl: {tail[:200]}")
+            names.append(digest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    seen: dict[str, int] = {}
+    for digest, pem in zip(names, certs, strict=True):
+        n = seen.get(digest, 0)
+        seen[digest] = n + 1
+        (dest / f"{digest}.{n}").write_bytes(pem + b"\n")
+    return len(certs)
 
 
 def main(

@@ -44,8 +44,9 @@ Connections
 One session per source keeps up to :data:`MAX_CONNECTIONS` connections (a run queries one server
 from up to that many threads at once). For HTTPS with requests' default verification, every
 connection is verified with one SSL context per process (:func:`_verified_context`: certifi's
-CAs, as requests has urllib3 load them): urllib3 otherwise builds a context and loads the CA
-bundle for each new connection, 25-40 ms of CPU each with OpenSSL 3. A CA bundle set through
+CAs, as requests has urllib3 load them, read lazily from the package's hashed directory when
+there is one): urllib3 otherwise builds a context and loads the CA bundle for each new
+connection, 25-40 ms of CPU each with OpenSSL 3. A CA bundle set through
 ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` is honoured as requests always did.
 """
 
@@ -62,6 +63,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgescaler import safejson
+from edgescaler.cloud import tls
 from edgescaler.deadline import Deadline, DeadlineExceeded
 from edgescaler.errors import ConfigError, MetricError
 from edgescaler.metrics.base import Reading
@@ -644,17 +646,18 @@ _context: Any = None
 
 def _verified_context() -> Any:
     """The SSL context requests' default verification gets from urllib3 for each connection
-    (``create_urllib3_context`` requiring certificates, certifi's bundle loaded), built once per
-    process and shared by every connection to every Prometheus server."""
+    (``create_urllib3_context`` requiring certificates, the default CAs loaded as
+    :func:`edgescaler.cloud.tls.load_default_cas` does: lazily from the package's hashed
+    directory, else certifi's bundle), built once per process and shared by every connection to
+    every Prometheus server."""
     global _context
     with _context_lock:
         if _context is None:
             import ssl
 
-            from requests.utils import DEFAULT_CA_BUNDLE_PATH
             from urllib3.util.ssl_ import create_urllib3_context
 
             context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
-            context.load_verify_locations(cafile=DEFAULT_CA_BUNDLE_PATH)
+            tls.load_default_cas(context)
             _context = context
         return _context
