@@ -67,3 +67,35 @@ def test_a_symlink_to_a_valid_policy_is_followed(pdir: Path, tmp_path: Path) -> 
     elsewhere.write_text(VALID.read_text().replace("name: minimal", "name: shared"))
     (pdir / "shared.yaml").symlink_to(elsewhere)
     assert sorted(p.name for p in policyfile.load([pdir])) == ["minimal", "shared"]
+
+
+# -- a warm instance reads the same files again: validated once ----------------------------
+
+
+def test_the_same_file_and_text_give_back_the_policy_validated_before(pdir: Path) -> None:
+    first = policyfile.load([pdir])
+    again = policyfile.load([pdir])
+    assert again[0] is first[0]  # not validated again
+
+
+def test_an_edited_file_is_validated_again(pdir: Path) -> None:
+    first = policyfile.load([pdir])[0]
+    path = pdir / "minimal.yaml"
+    path.write_text(path.read_text().replace(f"name: {first.name}", "name: renamed"))
+    edited = policyfile.load([pdir])[0]
+    assert edited is not first and edited.name == "renamed"
+
+
+def test_a_file_broken_after_it_was_read_is_reported_not_served_from_memory(pdir: Path) -> None:
+    policyfile.load([pdir])
+    path = pdir / "minimal.yaml"
+    path.write_text(path.read_text() + "surprise: 1\n")
+    assert any("surprise" in p for p in problems(pdir))
+
+
+def test_the_same_text_under_another_path_is_its_own_policy(pdir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(pdir / "minimal.yaml", other / "minimal.yaml")
+    a, b = policyfile.load([pdir])[0], policyfile.load([other])[0]
+    assert a == b and a is not b  # messages name the file each came from

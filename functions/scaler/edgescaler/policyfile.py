@@ -28,6 +28,7 @@ readable regular file (a dangling or looping symlink, a FIFO) is a problem, not 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -52,6 +53,12 @@ LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Where libyaml and the pure loader part ways: tabs, a BOM inside the text, tags ("!" starting
 # a token; "!=" inside a PromQL query does not).
 _PURE_ONLY = re.compile(r"[\t\ufeff]|(?:^|[\s\[{,:?-])!")
+# A warm FC instance reads the same policy files on every invocation: load() hands back the
+# Policy (immutable) it validated before for the same path and the same text, without YAML and
+# pydantic again (0.6-1.3 ms per policy; a timer run of 50 policies saves 30-65 ms of CPU).
+# Keyed by the SHA-256 of the text, so any edit is a miss; a file with problems is never kept.
+_CACHE_SIZE = 512
+_validated: dict[tuple[str, bytes], Policy] = {}
 
 Loc = tuple[str | int, ...]
 
@@ -352,6 +359,18 @@ def read_text(f: Path) -> str:
         ) from None
 
 
+def _parse_once(text: str, file: str) -> Policy:
+    """:func:`parse`, or the Policy it gave before for this ``file`` and ``text``."""
+    key = (file, hashlib.sha256(text.encode()).digest())
+    policy = _validated.get(key)
+    if policy is None:
+        policy = parse(text, file)
+        if len(_validated) >= _CACHE_SIZE:  # a process cycling through many edits: start over
+            _validated.clear()
+        _validated[key] = policy
+    return policy
+
+
 def load(paths: Iterable[str | Path]) -> list[Policy]:
     """Load and validate every policy under ``paths``; names must be unique across files.
 
@@ -365,7 +384,7 @@ def load(paths: Iterable[str | Path]) -> list[Policy]:
     for f in files:
         try:
             text = read_text(f)
-            policy = parse(text, str(f))
+            policy = _parse_once(text, str(f))
         except PolicyError as exc:
             problems.extend(exc.problems)
             continue
