@@ -49,6 +49,7 @@ from importlib import metadata
 from pathlib import Path
 
 from edgescaler import policyfile
+from edgescaler.cloud import tls
 from edgescaler.errors import ConfigError
 
 PLATFORM = "manylinux2014_x86_64"
@@ -69,8 +70,8 @@ API_UPLOAD_LIMIT = 100 * 1000 * 1000
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # reproducible zips: same inputs, same bytes
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----", re.S)
 _SUBJECT_HASH = re.compile(r"[0-9a-f]{8}")
-# The hashed CA directory of the function (edgescaler.cloud.tls.CA_DIR), in the package.
-CA_DIR = Path("edgescaler") / "cloud" / "cacerts"
+# The function's hashed CA directory (edgescaler.cloud.tls.CA_DIR), relative to the package root.
+CA_DIR = tls.CA_DIR.resolve().relative_to(Path(tls.__file__).resolve().parents[2])
 # Top-level modules of the zip that the function never imports: prometheus-api-client's
 # date-parsing dependencies (only its range-query helpers, never called, import dateparser).
 # Shipped as sources, not compiled. The packaged-handler test checks that a run imports none of
