@@ -58,6 +58,9 @@ def test_the_zip_holds_the_function_its_policies_and_cp310_wheels(built: Path) -
     assert all("cpython-311" not in n for n in compiled)
     assert not any(n.startswith(("fc2/", "tests/", "boto3/")) for n in names)
     assert all(n.endswith(".cpython-310.pyc") for n in names if n.endswith(".pyc"))
+    # pip's uninstall lists stay out; the metadata importlib.metadata reads stays in.
+    assert not any(n.endswith(".dist-info/RECORD") for n in names)
+    assert any(n.startswith("pydantic-") and n.endswith(".dist-info/METADATA") for n in names)
 
 
 # The .pyc header (PEP 552): CPython 3.10's magic number, then the flags: 0b01 is hash-based and

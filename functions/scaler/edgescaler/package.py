@@ -177,6 +177,15 @@ def prune_botocore_data(stage: Path) -> None:
             shutil.rmtree(entry)
 
 
+def prune_install_records(stage: Path) -> None:
+    """Drop every ``*.dist-info/RECORD``: the list of installed files, with their hashes, that
+    pip reads to uninstall. Nothing installs into or uninstalls from ``/code``, and nothing the
+    function runs reads it (``importlib.metadata``'s entry points and versions come from other
+    files); botocore's alone is 74 kB of the zip."""
+    for record in stage.glob("*.dist-info/RECORD"):
+        record.unlink()
+
+
 def download_wheels(requirements: Sequence[str], dest: Path) -> list[Path]:
     """cp310 manylinux wheels for ``requirements`` and their dependencies."""
     cmd = [
@@ -370,6 +379,7 @@ def build(
             with zipfile.ZipFile(wheel) as zf:
                 zf.extractall(stage)
     prune_botocore_data(stage)
+    prune_install_records(stage)
     write_ca_dir(stage / "certifi" / "cacert.pem", stage / CA_DIR)
     shutil.copy2(source / "index.py", stage / "index.py")
     for path in modules:

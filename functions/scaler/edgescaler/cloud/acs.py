@@ -10,6 +10,7 @@ its real size) or once ``until`` (monotonic seconds) has passed.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -40,6 +41,53 @@ def read_body(response: httpx.Response, *, max_bytes: int, until: float) -> byte
         if time.monotonic() > until:
             raise Abandoned("answer still arriving when its time was up")
     return bytes(body)
+
+
+# Clients per ClientShards (a run has up to 64 policy threads: two per client). CPU per GET,
+# measured by tests/bench/pool_shards.py (Python 3.10, 150 threads, 100 ms answers): 6.2-9.9 ms
+# through one client, 3.7-3.9 through 4, 1.9-2.5 through 16, 1.6-1.8 through 150.
+SHARDS = 32
+
+
+class ClientShards:
+    """Up to ``count`` httpx clients, built by ``build`` on first use, each serving the threads
+    assigned to it (round-robin, on a thread's first call).
+
+    httpcore's connection pool re-examines every waiting request and every connection, under one
+    lock, whenever a request starts or ends: threads sharing one client pay for one another, and
+    a fan-out of 50-150 threads through one client spent 3-4 times the CPU of the same calls made
+    through clients of a few threads each. A thread keeps its client, so its calls in a row (a
+    policy's reads, then its POST) reuse one keep-alive connection. Safe to share between threads.
+    """
+
+    def __init__(self, build: Callable[[], httpx.Client], count: int = SHARDS) -> None:
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        self._build = build
+        self._clients: list[httpx.Client | None] = [None] * count
+        self._next = 0
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def get(self) -> httpx.Client:
+        """The calling thread's client."""
+        slot: int | None = getattr(self._local, "slot", None)
+        with self._lock:
+            if slot is None:
+                slot = self._local.slot = self._next % len(self._clients)
+                self._next += 1
+            built = self._clients[slot]
+            if built is None:
+                built = self._clients[slot] = self._build()
+            return built
+
+    def close(self) -> None:
+        """Close every client built so far (a later :meth:`get` builds anew)."""
+        with self._lock:
+            built = [c for c in self._clients if c is not None]
+            self._clients = [None] * len(self._clients)
+        for c in built:
+            c.close()
 
 
 def client(

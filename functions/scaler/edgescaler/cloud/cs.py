@@ -358,13 +358,16 @@ class CSClient:
         self._read_timeout = read_timeout
         self._deadline = deadline
         self._max_answer_bytes = max_answer_bytes
-        self._http = acs.client(
-            self._current_credentials,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            transport=transport,
-            clock=clock,
-            nonce=nonce,
+        # The policies of a run call one region's client from up to 64 threads at once.
+        self._http = acs.ClientShards(
+            lambda: acs.client(
+                self._current_credentials,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                transport=transport,
+                clock=clock,
+                nonce=nonce,
+            )
         )
 
     def __repr__(self) -> str:
@@ -592,7 +595,8 @@ class CSClient:
             )
         sent = False
         try:
-            request = self._http.build_request(
+            http = self._http.get()
+            request = http.build_request(
                 method,
                 url,
                 content=content,
@@ -600,7 +604,7 @@ class CSClient:
                 timeout=timeout,
             )
             until = time.monotonic() + total
-            response = self._http.send(request, stream=True)
+            response = http.send(request, stream=True)
             sent = True
             try:
                 # A DescribeClusterNodes page of 100 nodes is ~150 kB; past the cap, or past its

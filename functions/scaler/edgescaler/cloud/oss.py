@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from edgescaler.cloud import tls
+from edgescaler.cloud import acs, tls
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.oss_signing import OssV4Auth, encode_query, uri_encode
 from edgescaler.outside import message as outside_message
@@ -56,7 +56,7 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 # Answers worth another attempt (not 501 NotImplemented: that one will not change its mind).
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
-_http_clients: dict[str, httpx.Client] = {}
+_http_clients: dict[str, acs.ClientShards] = {}
 _http_lock = threading.Lock()
 
 
@@ -148,25 +148,29 @@ def child_text(elem: ET.Element, name: str) -> str | None:
     return None
 
 
-def _shared_http(base: str) -> httpx.Client:
-    """One connection pool per endpoint per process: a warm FC instance reuses its TLS
-    connection across invocations. Credentials are per request (in the auth), not here."""
+def _shared_http(base: str) -> acs.ClientShards:
+    """Connection pools per endpoint per process (sharded between the run's threads,
+    :class:`~edgescaler.cloud.acs.ClientShards`): a warm FC instance reuses its TLS connections
+    across invocations. Credentials are per request (in the auth), not here."""
+
+    def build() -> httpx.Client:
+        return httpx.Client(
+            timeout=httpx.Timeout(
+                connect=CONNECT_TIMEOUT,
+                read=READ_TIMEOUT,
+                write=READ_TIMEOUT,
+                pool=CONNECT_TIMEOUT,
+            ),
+            headers={"user-agent": _USER_AGENT},
+            follow_redirects=False,
+            verify=tls.context(),  # one per process, shared with the CS and KMS clients
+        )
+
     with _http_lock:
-        client = _http_clients.get(base)
-        if client is None:
-            client = httpx.Client(
-                timeout=httpx.Timeout(
-                    connect=CONNECT_TIMEOUT,
-                    read=READ_TIMEOUT,
-                    write=READ_TIMEOUT,
-                    pool=CONNECT_TIMEOUT,
-                ),
-                headers={"user-agent": _USER_AGENT},
-                follow_redirects=False,
-                verify=tls.context(),  # one per process, shared with the CS and KMS clients
-            )
-            _http_clients[base] = client
-        return client
+        shards = _http_clients.get(base)
+        if shards is None:
+            shards = _http_clients[base] = acs.ClientShards(build)
+        return shards
 
 
 class OSSClient:
@@ -196,7 +200,9 @@ class OSSClient:
         self.region = region
         self._credentials = credentials
         self._virtual = virtual_hosted(endpoint)
-        self._http = http if http is not None else _shared_http(self.endpoint)
+        self._http: Callable[[], httpx.Client] = (
+            (lambda: http) if http is not None else _shared_http(self.endpoint).get
+        )
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._attempts = max(1, attempts)
         self._sleep = sleep
@@ -267,7 +273,7 @@ class OSSClient:
     def _send(
         self, method: str, url: str, headers: dict[str, str], body: bytes, auth: OssV4Auth
     ) -> Answer:
-        with self._http.stream(
+        with self._http().stream(
             method,
             url,
             headers=headers,
