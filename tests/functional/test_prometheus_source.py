@@ -9,12 +9,10 @@ import json
 import math
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -387,78 +385,45 @@ def test_importing_the_module_does_not_import_requests() -> None:
 # -- the environment, read once per session (requests' trust_env, resolved at build) ----------
 
 
-class _ForwardProxy:
-    """An HTTP forward proxy that answers every query itself (a one-series vector of 4.0) and
-    records the request line: a request sent through a proxy names the absolute URL."""
-
-    def __init__(self) -> None:
-        lines: list[str] = []
-        self.lines = lines
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                lines.append(self.requestline)
-                body = json.dumps(
-                    {
-                        "status": "success",
-                        "data": {
-                            "resultType": "vector",
-                            "result": [{"metric": {}, "value": [time.time(), "4"]}],
-                        },
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-@pytest.fixture
-def forward_proxy() -> Iterator[_ForwardProxy]:
-    proxy = _ForwardProxy()
-    yield proxy
-    proxy.close()
-
-
-def test_proxy_from_the_environment_carries_every_query(
-    forward_proxy: _ForwardProxy, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("http_proxy", forward_proxy.url)
-    # A host nobody can reach: only the proxy can answer for it.
-    src = PrometheusSource("http://prometheus.invalid:9090", timeout=2.0)
-    for _ in range(2):  # the second query too: the environment was read once, and kept
-        reading = src.read("load", "up", max_age=MINUTE, now=utcnow())
-        assert reading.value == 4.0
-    src.close()
-    assert len(forward_proxy.lines) == 2
-    assert all(
-        line.startswith("GET http://prometheus.invalid:9090/api/v1/query?")
-        for line in forward_proxy.lines
+def _one_series(value: float) -> str:
+    return json.dumps(
+        {
+            "status": "success",
+            "data": {
+                "resultType": "vector",
+                "result": [{"metric": {}, "value": [time.time(), f"{value:g}"]}],
+            },
+        }
     )
 
 
+def test_proxy_from_the_environment_carries_every_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with FaultServer() as proxy:  # a request sent through a proxy names the absolute URL
+        proxy.reply(200, _one_series(4.0))
+        monkeypatch.setenv("http_proxy", proxy.url)
+        # A host nobody can reach: only the proxy can answer for it.
+        src = PrometheusSource("http://prometheus.invalid:9090", timeout=2.0)
+        for _ in range(2):  # the second query too: the environment was read once, and kept
+            assert src.read("load", "up", max_age=MINUTE, now=utcnow()).value == 4.0
+        src.close()
+        assert len(proxy.requests) == 2
+        assert all(
+            r.startswith("http://prometheus.invalid:9090/api/v1/query?") for r in proxy.requests
+        )
+
+
 def test_no_proxy_from_the_environment_is_honoured(
-    forward_proxy: _ForwardProxy, fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fault_server.reply(503, "direct", "text/plain")
-    monkeypatch.setenv("http_proxy", forward_proxy.url)
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    err = read_error(PrometheusSource(fault_server.url, timeout=2.0), "up")
-    assert err.reason == "http_error"
-    assert "direct" in err.detail  # the server itself answered, not the proxy
-    assert forward_proxy.lines == []
-    assert len(fault_server.requests) == 1
+    fault_server.reply(200, _one_series(5.0))
+    with FaultServer() as proxy:
+        proxy.reply(200, _one_series(4.0))
+        monkeypatch.setenv("http_proxy", proxy.url)
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        src = PrometheusSource(fault_server.url, timeout=2.0)
+        assert src.read("load", "up", max_age=MINUTE, now=utcnow()).value == 5.0  # direct
+        src.close()
+        assert proxy.requests == []
+        assert len(fault_server.requests) == 1
