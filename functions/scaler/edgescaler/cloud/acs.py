@@ -21,6 +21,7 @@ from edgescaler import __version__
 from edgescaler.cloud import tls
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.signing import AcsV3Auth, new_nonce
+from edgescaler.sensitive import Secret
 
 USER_AGENT = f"edgescaler/{__version__}"
 
@@ -41,6 +42,26 @@ def read_body(response: httpx.Response, *, max_bytes: int, until: float) -> byte
         if time.monotonic() > until:
             raise Abandoned("answer still arriving when its time was up")
     return bytes(body)
+
+
+class CredentialSource:
+    """``credentials()`` called for every attempt (rotated STS credentials are picked up),
+    remembering the last ones it handed out: an error message is redacted with them
+    (:meth:`secrets`) besides the process registry. The signing auth calls it; the clients
+    (CS, KMS, FC invoke) keep one each instead of a copy of this bookkeeping."""
+
+    def __init__(self, credentials: Callable[[], Credentials]) -> None:
+        self._credentials = credentials
+        self._last: Credentials | None = None
+
+    def __call__(self) -> Credentials:
+        self._last = creds = self._credentials()
+        return creds
+
+    def secrets(self) -> tuple[Secret | None, ...]:
+        """The access key secret and STS token last handed out (none before the first call)."""
+        last = self._last
+        return (last.access_key_secret, last.security_token) if last is not None else ()
 
 
 # Clients per ClientShards (a run has up to 64 policy threads: two per client). CPU per GET,

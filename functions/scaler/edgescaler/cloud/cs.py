@@ -347,8 +347,7 @@ class CSClient:
             raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
         self.region = region
         self.base_url = endpoint_for(region, endpoint)
-        self._credentials = credentials
-        self._last_credentials: Credentials | None = None
+        self._credentials = acs.CredentialSource(credentials)
         self._max_retries = max_retries
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
@@ -361,7 +360,7 @@ class CSClient:
         # The policies of a run call one region's client from up to 64 threads at once.
         self._http = acs.ClientShards(
             lambda: acs.client(
-                self._current_credentials,
+                self._credentials,
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 transport=transport,
@@ -503,21 +502,13 @@ class CSClient:
             return got < size
         return current * size >= total
 
-    def _current_credentials(self) -> Credentials:
-        creds = self._credentials()
-        self._last_credentials = creds
-        return creds
-
     def _message(self, text: str, secrets: Iterable[Any], limit: int = _MAX_ERROR_TEXT) -> str:
         """Outside text for an error: redacted (every known secret, this call's password and
         credentials included), then one line, then cut."""
         values: list[Secret | str | None] = [
             s if isinstance(s, (Secret, str)) else None for s in secrets
         ]
-        creds = self._last_credentials
-        if creds is not None:
-            values += [creds.access_key_secret, creds.security_token]
-        return outside_message(text, limit, values)
+        return outside_message(text, limit, [*values, *self._credentials.secrets()])
 
     def _get(
         self, action: str, path: str, query: Mapping[str, str | int | None] | None = None

@@ -176,20 +176,15 @@ class FC3Invoker:
         self.function = function
         self.base_url = endpoint.rstrip("/")
         self.qualifier = qualifier
-        self._credentials = credentials
-        self._last: Credentials | None = None
+        self._credentials = acs.CredentialSource(credentials)
         self._http = acs.client(
-            self._current,
+            self._credentials,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             transport=transport,
             clock=clock,
             nonce=nonce,
         )
-
-    def _current(self) -> Credentials:
-        self._last = self._credentials()
-        return self._last
 
     def close(self) -> None:
         self._http.close()
@@ -208,11 +203,8 @@ class FC3Invoker:
         try:
             response = self._http.post(url, headers=headers, content=payload)
         except (httpx.RequestError, httpx.InvalidURL) as exc:
-            secrets = (
-                (self._last.access_key_secret, self._last.security_token) if self._last else ()
-            )
             raise _transport_error(
-                "InvokeFunction", self.function, self.base_url, exc, secrets
+                "InvokeFunction", self.function, self.base_url, exc, self._credentials.secrets()
             ) from None
         request_id = response.headers.get("x-fc-request-id")
         log.debug(

@@ -127,14 +127,13 @@ class KMSClient:
             raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
         self.region = region
         self.base_url = endpoint_for(region, endpoint)
-        self._credentials = credentials
-        self._last_credentials: Credentials | None = None
+        self._credentials = acs.CredentialSource(credentials)
         self._max_retries = max_retries
         self._retry_delay = retry_delay
         self._sleep = sleep
         self._total_timeout = connect_timeout + read_timeout
         self._http = acs.client(
-            self._current_credentials,
+            self._credentials,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             transport=transport,
@@ -182,17 +181,10 @@ class KMSClient:
 
     # -- plumbing
 
-    def _current_credentials(self) -> Credentials:
-        creds = self._credentials()
-        self._last_credentials = creds
-        return creds
-
     def _message(self, text: str, limit: int = _MAX_ERROR_TEXT) -> str:
         """Outside text for an error: redacted (every known secret and the credentials) before
         it is cut to one short line."""
-        creds = self._last_credentials
-        extra = (creds.access_key_secret, creds.security_token) if creds is not None else ()
-        return outside_message(text, limit, extra)
+        return outside_message(text, limit, self._credentials.secrets())
 
     def _attempt(self, name: str, url: str, attempt: int) -> SecretValue:
         headers = {"x-acs-action": ACTION, "x-acs-version": API_VERSION}
