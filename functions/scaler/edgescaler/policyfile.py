@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -313,6 +313,13 @@ def policy_files(paths: Iterable[str | Path]) -> list[Path]:
     """Expand directories into their ``*.yaml``/``*.yml`` files (sorted; hidden files and policy
     tests ``*.test.yaml`` left out); keep files as given. Entries that are not readable regular
     files are returned too, so that :func:`load` reports them."""
+    return expand(paths, lambda f: f.suffix in SUFFIXES and not is_test_file(f))
+
+
+def expand(paths: Iterable[str | Path], wanted: Callable[[Path], bool]) -> list[Path]:
+    """Directories in ``paths`` expanded into their ``wanted`` entries (sorted, hidden files and
+    subdirectories left out); other paths kept as given, whatever they are (reading them
+    reports what is wrong). A path that does not exist is a PolicyError."""
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
@@ -321,10 +328,7 @@ def policy_files(paths: Iterable[str | Path]) -> list[Path]:
                 sorted(
                     f
                     for f in p.iterdir()
-                    if f.suffix in SUFFIXES
-                    and not f.name.startswith(".")
-                    and not is_test_file(f)
-                    and not f.is_dir()
+                    if not f.name.startswith(".") and wanted(f) and not f.is_dir()
                 )
             )
         elif p.exists() or p.is_symlink():

@@ -156,22 +156,7 @@ def test_files(paths: Iterable[str | Path]) -> list[Path]:
     """``*.test.yaml`` files under ``paths`` (directories; hidden files ignored) or as given
     (files). As for policies, entries that are not readable regular files are returned too, so
     that reading them reports them (:func:`edgescaler.policyfile.read_text`)."""
-    out: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            out.extend(
-                sorted(
-                    f
-                    for f in p.iterdir()
-                    if policyfile.is_test_file(f) and not f.name.startswith(".") and not f.is_dir()
-                )
-            )
-        elif p.exists() or p.is_symlink():
-            out.append(p)
-        else:
-            raise PolicyError([Problem(str(p), None, "", "no such file or directory")])
-    return out
+    return policyfile.expand(paths, policyfile.is_test_file)
 
 
 def untested(paths: Iterable[str | Path]) -> list[Path]:
