@@ -17,7 +17,8 @@ write whose first answer was lost). Connection failures, timeouts, HTTP 500/502/
 are retried (three attempts in all, short jittered pauses); nothing else is. Text taken from the
 wire is scrubbed of the credentials before it is kept.
 
-Responses are read up to :data:`MAX_BODY` bytes; XML is parsed with the standard library (the
+Responses are read up to :data:`MAX_BODY` bytes and :data:`ANSWER_SECONDS` seconds; a listing
+up to :data:`MAX_LIST_PAGES` pages; XML is parsed with the standard library (the
 endpoint is the operator's own bucket over TLS; expat does not fetch external entities).
 """
 
@@ -46,6 +47,8 @@ CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 5.0
 ATTEMPTS = 3
 MAX_BODY = 4 * 1024 * 1024
+ANSWER_SECONDS = CONNECT_TIMEOUT + READ_TIMEOUT  # a whole answer, however it trickles
+MAX_LIST_PAGES = 100  # 100,000 keys: far beyond a day of one prefix's activity
 DEFAULT_ENDPOINT = "https://oss-{region}-internal.aliyuncs.com"
 _USER_AGENT = "edgescaler-oss/1"
 _OSS_HOST = re.compile(r"^oss-(?P<region>[a-z]{2}-[a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com$")
@@ -232,6 +235,10 @@ class OSSClient:
     def _scrub(self, text: str) -> str:
         return outside_message(text, 300, self._secrets)
 
+    def _scrub_id(self, text: str | None) -> str | None:
+        """A request id or error code of the answer: outside text, quoted short."""
+        return outside_message(text, 80, self._secrets) if text else None
+
     def request(
         self,
         method: str,
@@ -280,17 +287,18 @@ class OSSClient:
             content=body if method in ("PUT", "POST") else None,
             auth=auth,
         ) as response:
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_BODY:
-                    raise OSSFailure(
-                        "ResponseTooLarge", response.status_code, f"more than {MAX_BODY} bytes"
-                    )
-                chunks.append(chunk)
+            # Bounded in size and in time: a body trickled under the read timeout would
+            # otherwise hold the run until its deadline.
+            try:
+                data = acs.read_body(
+                    response, max_bytes=MAX_BODY, until=time.monotonic() + ANSWER_SECONDS
+                )
+            except acs.Abandoned as exc:
+                raise OSSFailure(
+                    "ResponseAbandoned", response.status_code, str(exc), maybe_applied=True
+                ) from None
             lowered = {k.lower(): v for k, v in response.headers.items()}
-            return Answer(response.status_code, lowered, b"".join(chunks))
+            return Answer(response.status_code, lowered, data)
 
     def _failure(self, answer: Answer, maybe_applied: bool) -> OSSFailure:
         root = parse_xml(answer.body)
@@ -306,8 +314,8 @@ class OSSClient:
             self._scrub(code)[:80],
             answer.status,
             self._scrub(message or ""),
-            request_id=request_id or answer.headers.get("x-oss-request-id"),
-            ec=ec or answer.headers.get("x-oss-ec"),
+            request_id=self._scrub_id(request_id or answer.headers.get("x-oss-request-id")),
+            ec=self._scrub_id(ec or answer.headers.get("x-oss-ec")),
             maybe_applied=maybe_applied,
         )
 
@@ -359,7 +367,7 @@ class OSSClient:
         """Every key starting with ``prefix`` (ListObjectsV2, all pages), in listing order."""
         keys: list[str] = []
         token: str | None = None
-        while True:
+        for _ in range(MAX_LIST_PAGES):
             query: dict[str, str | int | None] = {
                 "list-type": "2",
                 "prefix": prefix,
@@ -379,6 +387,9 @@ class OSSClient:
             token = child_text(root, "NextContinuationToken")
             if not truncated or not token:
                 return keys
+        raise OSSFailure(
+            "ListTooLong", None, f"more than {MAX_LIST_PAGES} pages of keys under {prefix!r}"
+        )
 
     def versioning(self) -> str | None:
         """GetBucketVersioning's ``Status`` (``Enabled`` or ``Suspended``), None if versioning
