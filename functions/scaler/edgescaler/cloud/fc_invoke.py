@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,7 +45,6 @@ from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.signing import encode_query, new_nonce, percent_encode
 from edgescaler.errors import ConfigError, FunctionError, InvokeError
 from edgescaler.outside import message as outside_message
-from edgescaler.sensitive import redact
 
 FC3_API_VERSION = "2023-03-30"
 FC2_API_VERSION = "2016-08-15"
@@ -98,8 +98,17 @@ def _one_line(text: str, *secrets: Any, limit: int = 0) -> str:
     return outside_message(text, limit or _MAX_TEXT, secrets)
 
 
+def _quoted_id(value: object) -> str | None:
+    """A request id from the answer (header or body): outside text, quoted short."""
+    return outside_message(str(value), 80) if value else None
+
+
 def function_error(
-    function: str, error_type: str, body: bytes, request_id: str | None
+    function: str,
+    error_type: str,
+    body: bytes,
+    request_id: str | None,
+    secrets: tuple[Any, ...] = (),
 ) -> FunctionError:
     """The one-line error for a sync answer that carries ``X-Fc-Error-Type`` (``error_type``);
     ``body`` is the function's error, ``{"errorMessage", "errorType", "stackTrace"}``."""
@@ -110,12 +119,12 @@ def function_error(
         detail_type = str(data.get("errorType") or data.get("ErrorType") or "")
     elif body:
         detail = body.decode("utf-8", "replace")
-    parts = [f"function {function} failed: {_one_line(error_type, limit=80)}"]
+    parts = [f"function {function} failed: {_one_line(error_type, *secrets, limit=80)}"]
     if detail_type and detail_type != error_type:
-        parts.append(_one_line(detail_type, limit=80))
+        parts.append(_one_line(detail_type, *secrets, limit=80))
     if detail:
-        parts.append(_one_line(detail))
-    return FunctionError(": ".join(parts), error_type=error_type, request_id=request_id)
+        parts.append(_one_line(detail, *secrets))
+    return FunctionError(": ".join(parts), error_type=error_type, request_id=_quoted_id(request_id))
 
 
 def _json_object(body: bytes | str) -> dict[str, Any] | None:
@@ -128,24 +137,29 @@ def _json_object(body: bytes | str) -> dict[str, Any] | None:
 
 
 def _api_error(
-    action: str, function: str, status: int, body: bytes, request_id: str | None
+    action: str,
+    function: str,
+    status: int,
+    body: bytes,
+    request_id: str | None,
+    secrets: tuple[Any, ...] = (),
 ) -> InvokeError:
     data = _json_object(body)
     if data is not None:
         code = _one_line(
-            str(data.get("Code") or data.get("ErrorCode") or f"HTTP{status}"), limit=80
+            str(data.get("Code") or data.get("ErrorCode") or f"HTTP{status}"), *secrets, limit=80
         )
         message = str(data.get("Message") or data.get("ErrorMessage") or "")
-        request_id = request_id or (str(data["RequestId"]) if data.get("RequestId") else None)
+        request_id = request_id or data.get("RequestId")
     else:
         code = f"HTTP{status}"
         message = body.decode("utf-8", "replace")
     return InvokeError(
         f"{action} {function}: HTTP {status} {code}"
-        + (f": {_one_line(message)}" if message else ""),
+        + (f": {_one_line(message, *secrets)}" if message else ""),
         code=code,
         status=status,
-        request_id=request_id,
+        request_id=_quoted_id(request_id),
     )
 
 
@@ -177,6 +191,7 @@ class FC3Invoker:
         self.base_url = endpoint.rstrip("/")
         self.qualifier = qualifier
         self._credentials = acs.CredentialSource(credentials)
+        self._answer_seconds = connect_timeout + read_timeout
         self._http = acs.client(
             self._credentials,
             connect_timeout=connect_timeout,
@@ -201,12 +216,18 @@ class FC3Invoker:
             "content-type": "application/octet-stream",
         }
         try:
-            response = self._http.post(url, headers=headers, content=payload)
-        except (httpx.RequestError, httpx.InvalidURL) as exc:
+            request = self._http.build_request("POST", url, headers=headers, content=payload)
+            until = time.monotonic() + self._answer_seconds
+            response = self._http.send(request, stream=True)
+            try:
+                content = acs.read_body(response, max_bytes=acs.MAX_ANSWER_BYTES, until=until)
+            finally:
+                response.close()
+        except (httpx.RequestError, httpx.InvalidURL, acs.Abandoned) as exc:
             raise _transport_error(
                 "InvokeFunction", self.function, self.base_url, exc, self._credentials.secrets()
             ) from None
-        request_id = response.headers.get("x-fc-request-id")
+        request_id = _quoted_id(response.headers.get("x-fc-request-id"))
         log.debug(
             "fc3 InvokeFunction %s status=%d request_id=%s",
             self.function,
@@ -215,12 +236,12 @@ class FC3Invoker:
         )
         error_type = response.headers.get("x-fc-error-type")
         if error_type:
-            raise function_error(self.function, error_type, response.content, request_id)
+            raise function_error(self.function, error_type, content, request_id)
         if not 200 <= response.status_code < 300:
             raise _api_error(
-                "InvokeFunction", self.function, response.status_code, response.content, request_id
+                "InvokeFunction", self.function, response.status_code, content, request_id
             )
-        return Invocation(request_id, response.status_code, response.content, asynchronous)
+        return Invocation(request_id, response.status_code, content, asynchronous)
 
 
 def _transport_error(
@@ -334,7 +355,7 @@ class FC2Invoker:
                 f"{_one_line(str(exc), *secrets)}",
                 code="bad_response",
             ) from None
-        request_id = response.headers.get("x-fc-request-id")
+        request_id = _quoted_id(response.headers.get("x-fc-request-id"))
         data = response.data
         body = data if isinstance(data, bytes) else json.dumps(data).encode()
         return Invocation(request_id, 202 if asynchronous else 200, body, asynchronous)
@@ -351,10 +372,8 @@ class FC2Invoker:
         # the function's error body as the message.
         # fc2 keeps the body but drops the X-Fc-Error-Type header: the type is not known here.
         if status == 200 and data is not None:
-            return function_error(name, "FunctionError", redact(raw, *secrets).encode(), request_id)
-        return _api_error(
-            "InvokeFunction", name, status, redact(raw, *secrets).encode(), request_id
-        )
+            return function_error(name, "FunctionError", raw.encode(), request_id, secrets)
+        return _api_error("InvokeFunction", name, status, raw.encode(), request_id, secrets)
 
 
 __all__ = [
