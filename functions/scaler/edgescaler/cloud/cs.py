@@ -135,9 +135,6 @@ def endpoint_for(region: str, override: str | None = None) -> str:
     return f"https://cs.{region}.aliyuncs.com"
 
 
-# --------------------------------------------------------------------------- results
-
-
 # --------------------------------------------------------------------------- parsing helpers
 
 _FRACTION_RE = re.compile(r"(T\d{2}:\d{2}:\d{2})\.(\d+)")
@@ -666,8 +663,8 @@ class CSClient:
             request_id = _request_id(payload, answer)
         else:
             code = f"HTTP{status}"
-            # Redact before cutting: a cut through a secret must not leave part of it behind.
-            message = answer.body[: 16 * 1024].decode("utf-8", "replace") or answer.reason
+            # Whole: self._message redacts (within outside.message's window) before it cuts.
+            message = answer.body.decode("utf-8", "replace") or answer.reason
             request_id = _request_id(None, answer)
         return CSApiError(
             action=action,
