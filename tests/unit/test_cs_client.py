@@ -129,7 +129,9 @@ def err(status: int, payload: Any, **headers: str) -> httpx.Response:
 
 
 def throttled(retry_after_ms: str | None = None) -> httpx.Response:
-    headers = {"x-acs-retry-after": retry_after_ms} if retry_after_ms is not None else {}
+    headers = (
+        {"x-acs-retry-after": retry_after_ms.encode()} if retry_after_ms is not None else {}
+    )
     body = {"code": "Throttling.User", "message": "Request was denied", "requestId": "R-T"}
     return err(400, body, **headers)
 
@@ -310,8 +312,14 @@ def test_get_backoff_is_bounded_by_backoff_max_and_jittered() -> None:
 
 @pytest.mark.parametrize(
     ("retry_after", "expected_min", "expected_max"),
-    [("600000", 8.0, 8.0), ("1500", 1.5, 8.0), ("0", 0.0, 0.5), ("soon", 0.0, 0.5)],
-    ids=["capped", "honoured", "zero-ignored", "garbage-ignored"],
+    [
+        ("600000", 8.0, 8.0),
+        ("1500", 1.5, 8.0),
+        ("0", 0.0, 0.5),
+        ("soon", 0.0, 0.5),
+        ("²", 0.0, 0.5),
+    ],
+    ids=["capped", "honoured", "zero-ignored", "garbage-ignored", "unicode-digit-ignored"],
 )
 def test_retry_after_header(retry_after: str, expected_min: float, expected_max: float) -> None:
     app = App(throttled(retry_after), ok(task("running")))

@@ -57,6 +57,7 @@ MESSAGES = {
     "bad-policy-name": "'Bad Name!' is not a policy name",
     "eventbridge-without-id": "EventBridge event: id is missing",
     "callback-bad-timestamp": "timestamp 'yesterday' is not epoch seconds or milliseconds",
+    "callback-unicode-digit-timestamp": "timestamp '²³' is not epoch seconds or milliseconds",
     "form-not-a-callback": "not a CloudMonitor alert callback",
     "mns-message-not-json": "MNS message: Message: not JSON",
     "mns-message-not-a-string": "MNS message: Message must be a string",

@@ -87,7 +87,7 @@ def respond(
     if request.method.upper() != "POST":
         return HttpResponse(405, {"error": "only POST is accepted"}, (("Allow", "POST"),))
     raw_length = (request.length or "").strip()
-    if not raw_length.isdigit() or len(raw_length) > 12:
+    if not (raw_length.isascii() and raw_length.isdigit()) or len(raw_length) > 12:
         return HttpResponse(400, {"error": "missing or invalid Content-Length"})
     length = int(raw_length)
     if length > MAX_CALLBACK_BYTES:

@@ -305,7 +305,7 @@ def _callback(data: dict[str, Any]) -> RunRequest:
     rule = _text(data, "ruleId", where)
     state = _text(data, "alertState", where, 40)
     raw_ts = _text(data, "timestamp", where, 40)
-    if not raw_ts.isdigit():
+    if not (raw_ts.isascii() and raw_ts.isdigit()):  # '²'.isdigit() is True
         raise EventError(f"{where}: timestamp {quote(raw_ts)} is not epoch seconds or milliseconds")
     # Old documents say seconds, real callbacks carry milliseconds: normalise to milliseconds.
     millis = int(raw_ts) if len(raw_ts) > 11 else int(raw_ts) * 1000

@@ -295,7 +295,7 @@ def _request_id(payload: Mapping[str, Any] | None, answer: _Answer) -> str | Non
 def _retry_after_seconds(answer: _Answer) -> float | None:
     """``x-acs-retry-after`` as seconds: a positive integer of milliseconds (the SDK's reading)."""
     raw = answer.headers.get("x-acs-retry-after", "").strip()
-    if not raw.isdigit() or len(raw) > 9 or int(raw) <= 0:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or int(raw) <= 0:
         return None
     return int(raw) / 1000.0
 

@@ -96,7 +96,7 @@ class Store(ABC):
         out = []
         for key in self._list(prefix):
             tail = key[len(prefix) :]
-            if tail.isdigit():
+            if tail.isascii() and tail.isdigit():
                 out.append(int(tail))
         return out
 
