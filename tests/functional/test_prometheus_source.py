@@ -20,6 +20,7 @@ import pytest
 
 from edgescaler.errors import ConfigError, MetricError
 from edgescaler.metrics.prometheus import PrometheusSource
+from edgescaler.sensitive import Secret
 from tests.support.prometheus import (
     FaultServer,
     PrometheusLauncher,
@@ -231,6 +232,20 @@ def test_stopped_server_is_connection_error(prometheus_factory: PrometheusLaunch
     assert err.reason == "connection_error"
     assert "refused" in err.detail.lower()
     src.close()
+
+
+def test_a_secret_cut_by_an_excerpt_is_redacted_first(fault_server: FaultServer) -> None:
+    """Label sets are shown cut to 120 characters: the cut must come after redaction, or the
+    5 characters of the secret that end the excerpt would escape fragment redaction."""
+    secret = Secret("Prom-Label-Secret-Value-42")
+    value = "x" * 112 + secret.reveal()
+    series = [{"metric": {"l": value}, "value": [time.time(), "1"]} for _ in range(2)]
+    fault_server.reply(
+        200, json.dumps({"status": "success", "data": {"resultType": "vector", "result": series}})
+    )
+    err = read_error(PrometheusSource(fault_server.url, timeout=2.0), "up")
+    assert err.reason == "multiple_series"
+    assert secret.reveal()[:5] not in err.detail
 
 
 def test_unknown_host_is_connection_error() -> None:

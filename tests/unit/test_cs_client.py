@@ -129,9 +129,7 @@ def err(status: int, payload: Any, **headers: str) -> httpx.Response:
 
 
 def throttled(retry_after_ms: str | None = None) -> httpx.Response:
-    headers = (
-        {"x-acs-retry-after": retry_after_ms.encode()} if retry_after_ms is not None else {}
-    )
+    headers = {"x-acs-retry-after": retry_after_ms.encode()} if retry_after_ms is not None else {}
     body = {"code": "Throttling.User", "message": "Request was denied", "requestId": "R-T"}
     return err(400, body, **headers)
 

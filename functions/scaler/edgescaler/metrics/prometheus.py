@@ -243,7 +243,7 @@ class PrometheusSource:
         self._local.response = response
 
     def _where(self, what: str, query: str) -> str:
-        return f"{what} {_clip(query, _QUERY_MAX)!r} on {self._host}"
+        return f"{what} {outside_message(query, _QUERY_MAX)!r} on {self._host}"
 
     def _instant(self, name: str, query: str, where: str) -> tuple[float, datetime]:
         """Run one instant query; return (finite value, evaluation time) or raise MetricError."""
@@ -347,14 +347,14 @@ class PrometheusSource:
         for sample in values:
             ts, value = _sample(sample)
             if ts is None or value is None:
-                raise bad(f"malformed sample {_clip(repr(sample), 60)}")
+                raise bad(f"malformed sample {outside_message(repr(sample), 60)}")
             out.append((ts, value))  # NaN/Inf become gaps in Series.from_samples
         return out
 
     def _http_error(self, exc: Exception) -> str:
         response = getattr(self._local, "response", None)
         if response is None:
-            return _clip(str(exc), _BODY_MAX)
+            return outside_message(str(exc), _BODY_MAX)
         status = f"HTTP {response.status_code}"
         try:
             body = response.json()
@@ -370,7 +370,7 @@ class PrometheusSource:
     def _bad_body(self, exc: Exception) -> str:
         response = getattr(self._local, "response", None)
         if response is None:
-            return f"{type(exc).__name__}: {_clip(str(exc), _BODY_MAX)}"
+            return f"{type(exc).__name__}: {outside_message(str(exc), _BODY_MAX)}"
         ctype = outside_message(response.headers.get("Content-Type", "no content type"), 60)
         text = outside_message(response.text.strip(), 60)
         return (
@@ -409,7 +409,7 @@ class PrometheusSource:
 
         ts, value = _sample(sample)
         if ts is None or value is None:
-            raise bad(f"malformed sample {_clip(repr(sample), 60)}")
+            raise bad(f"malformed sample {outside_message(repr(sample), 60)}")
         if not math.isfinite(value):
             shown = "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
             series = f" for {labels}" if labels else ""
@@ -493,7 +493,7 @@ def _labels(item: Any) -> str:
     if not isinstance(metric, dict):
         return "{?}"
     inner = ", ".join(f'{k}="{v}"' for k, v in sorted(metric.items()))
-    return _clip("{" + inner + "}", 120)
+    return outside_message("{" + inner + "}", 120)
 
 
 def _cause(exc: BaseException) -> str:
@@ -510,11 +510,7 @@ def _cause(exc: BaseException) -> str:
         else:
             break
     text = _POOL_PREFIX.sub("", str(current)) or type(current).__name__
-    return _clip(text, _BODY_MAX)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return outside_message(text, _BODY_MAX)
 
 
 def _one_line(text: str) -> str:
