@@ -153,3 +153,38 @@ def test_within_is_the_earlier_of_two_deadlines_on_the_same_clock() -> None:
     assert short.remaining() == pytest.approx(3)
     clock.t += 4
     assert short.expired and not run.expired
+
+
+def test_a_claim_made_late_in_a_long_run_is_stamped_when_made() -> None:
+    """A run with a long EDGESCALER_DEADLINE claims 290 s after it began. While its POST is in
+    flight, a concurrent run 301 s after that start must see a live claim (11 s old), not one
+    whose owner died: stamped with the run's start, it would be resolved and the cluster freed
+    for a second scale-out."""
+    from edgescaler import activity as lifecycle
+    from edgescaler.cloud.model import ScaleOutResult
+
+    store = MemoryStore()
+    policy = builders.policy()
+    claimed_at = builders.NOW + timedelta(seconds=290)
+    seen: list[bool] = []
+
+    class Cloud:
+        def scale_out(self, cluster_id: str, body: Mapping[str, Any]) -> ScaleOutResult:
+            (claim,) = store.log(cluster_id)  # what a concurrent run reads now
+            later = builders.NOW + timedelta(seconds=301)
+            seen.append(lifecycle.needs_resolution(claim, later))
+            assert guard.check(policy, [claim], now=later).allowed is False
+            return ScaleOutResult(cluster_id, "T-1", "R-1", 202)
+
+    cloud = Cloud()
+    actuator = ScaleOutActuator(
+        store,
+        lambda region: cloud,
+        Passwords({"ENS_LOGIN_PASSWORD": "Long-Run-pw1"}),
+        clock=lambda: claimed_at,
+    )
+    decision = decide(policy, 2, builders.readings(load=10))
+    ctx = Context(now=builders.NOW, trigger="timer", event_key=None, lookback=builders.NOW)
+    assert actuator.execute(policy, decision, [], ctx).outcome == OutcomeCode.SCALED
+    assert seen == [False]
+    assert store.log(policy.cluster_id)[0].created_at == claimed_at

@@ -116,6 +116,7 @@ class ScaleOutActuator:
     before the claim, so a missing password never holds the cluster. When the API refuses the
     password (a 4xx naming it: nothing was created), a cached KMS value is forgotten and fetched
     once more; if it changed (a rotated secret), the scale-out is claimed and sent once more.
+    ``clock`` stamps each claim when it is made (the run's ``now`` without one).
     """
 
     def __init__(
@@ -127,8 +128,10 @@ class ScaleOutActuator:
         deadline: Deadline | None = None,
         scale_out_seconds: float = 20.0,
         jitter: Callable[[], float] = random.random,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._store = store
+        self._clock = clock
         self._cloud_for = cloud_for
         self._passwords = passwords
         self._deadline = deadline
@@ -189,14 +192,18 @@ class ScaleOutActuator:
         # The claim goes right after the snapshot the guard and the decision were made on, never
         # after a fresh read: anything appended since then must make this create-only write fail.
         seq = (activities[-1].seq if activities else 0) + 1
+        # Stamped when it is made, not when the run began: other runs count CLAIM_GRACE and
+        # RESOLVE_AFTER from created_at, and a long run (EDGESCALER_DEADLINE) may claim minutes
+        # after its start, its POST still in flight when an older stamp would call it dead.
+        claimed_at = self._clock() if self._clock is not None else ctx.now
         claim = Activity(
             cluster_id=cluster,
             seq=seq,
             policy=name,
             add=decision.add,
             status=Status.CLAIMED,
-            created_at=ctx.now,
-            updated_at=ctx.now,
+            created_at=claimed_at,
+            updated_at=claimed_at,
             event_key=ctx.event_key,
             trigger=ctx.trigger,
             ens_region_id=policy.scale_out.ens_region_id,

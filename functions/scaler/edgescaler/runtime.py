@@ -137,6 +137,7 @@ class Runtime:
             self.passwords,
             deadline=self.deadline,
             scale_out_seconds=self.settings.scale_out_seconds,
+            clock=self._clock,
         )
 
     def close(self) -> None:
@@ -152,5 +153,6 @@ class Runtime:
             with contextlib.suppress(Exception):  # best effort at the end of an invocation
                 c.close()
         if self.store is not None:
-            self.store.close()
+            with contextlib.suppress(Exception):  # a close must not hide what the run did
+                self.store.close()
             self.store = None
