@@ -166,6 +166,14 @@ def test_the_callback_as_an_fc3_http_trigger_event(world: World) -> None:
     assert len(world.posts()) == 1
 
 
+def test_an_oversized_fc3_event_is_refused_by_size_unparsed(world: World) -> None:
+    """8 MB of event is never parsed (0.3 s of CPU): refused as any event over the limit."""
+    huge = fc3_http(load_event("cloudmonitor-callback.form") + b"&pad=" + b"x" * 8_000_000)
+    report = run(world, huge)
+    assert "statusCode" not in report and "larger than 262144" in (report["error"] or "")
+    assert world.posts() == []
+
+
 def test_a_predictive_policy_reads_its_history_from_the_emulator(world: World) -> None:
     """The emulator answers query_range too: a predictive rule gets its history end to end."""
     write(

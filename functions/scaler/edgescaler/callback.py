@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgescaler import safejson
+from edgescaler import safejson, triggers
 from edgescaler.report import RunReport
 from edgescaler.sensitive import Secret
 
@@ -120,11 +120,17 @@ def from_fc3_event(event: bytes | str | None) -> HttpRequest | None:
     """The request inside an FC 3.0 HTTP trigger event, or None when ``event`` is not one.
 
     FC 3.0 has read the body already, so its length is the body's; a body FC marked
-    ``isBase64Encoded`` is decoded (an undecodable one reads as empty, hence a 400).
+    ``isBase64Encoded`` is decoded (an undecodable one reads as empty, hence a 400). An event
+    larger than any event the function takes is not parsed here (None): the ordinary event path
+    refuses it by its size, before reading it.
     """
     if isinstance(event, str):
         event = event.encode("utf-8", "surrogatepass")
-    if not isinstance(event, bytes) or b'"requestContext"' not in event[:1_000_000]:
+    if (
+        not isinstance(event, bytes)
+        or len(event) > triggers.MAX_EVENT_BYTES
+        or b'"requestContext"' not in event
+    ):
         return None
     try:
         data = safejson.loads(event)
