@@ -77,6 +77,23 @@ def test_a_missing_kms_secret_is_an_error_naming_it_and_nothing_is_claimed(
     assert w.posts() == [] and w.activities(w.clusters["edge-a"]) == []
 
 
+def test_a_kms_endpoint_with_a_path_is_an_error_naming_the_setting(tmp_path: Path) -> None:
+    """Settings take any URL; the KMS client refuses a path. That is this policy's error (its
+    password is unavailable), said in one line, never an internal error."""
+    passwords._kms_cache = None
+    with build_world(
+        tmp_path,
+        ("edge-a",),
+        kms_secret=SECRET_NAME,
+        extra_env={"EDGESCALER_KMS_ENDPOINT": "https://kms.example.com/v1"},
+    ) as w:
+        out = w.outcome(RUN)
+        assert out["outcome"] == "error", out
+        assert "EDGESCALER_KMS_ENDPOINT" in out["reason"] and "internal" not in out["reason"]
+        assert w.posts() == [] and w.activities(w.clusters["edge-a"]) == []
+    passwords._kms_cache = None
+
+
 class RefusingCloud:
     """Refuses the first password it sees (as the API does for one it will not take)."""
 

@@ -17,7 +17,7 @@ import string
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from edgescaler.errors import SecretError
+from edgescaler.errors import ConfigError, SecretError
 from edgescaler.policy import PasswordRef, Policy
 from edgescaler.sensitive import Secret
 
@@ -106,7 +106,10 @@ class Passwords:
         if self._kms_for is None:
             raise SecretError(f"{policy.name}: scale_out.login_password: KMS is not available")
         name = ref.kms_secret
-        kms = self._kms_for(policy.region)
+        try:
+            kms = self._kms_for(policy.region)
+        except ConfigError as exc:  # e.g. EDGESCALER_KMS_ENDPOINT: this policy's password only
+            raise SecretError(f"{policy.name}: scale_out.login_password: {exc}") from None
         cache = self._cache or kms_cache()
         value = cache.get(f"{policy.region}/{name}", lambda _key: kms.get_secret_value(name).value)
         return _checked(value, f"KMS secret {name}", policy.name)
