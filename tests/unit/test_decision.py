@@ -26,6 +26,22 @@ def test_target_per_node(value: float, current: int, add: int) -> None:
 
 
 @pytest.mark.parametrize(
+    "rule",
+    [
+        tt(target_per_node=0.5),
+        tt(target_value=0.5),
+        {"type": "predictive", "metric": "load", "target_per_node": 0.5},
+    ],
+    ids=["per-node", "utilisation", "predictive-without-history"],
+)
+def test_a_value_too_large_to_count_nodes_from_adds_nothing(rule: dict[str, object]) -> None:
+    """1e308 / 0.5 is no number of nodes: the rule says so instead of raising."""
+    p = policy(rules=[rule], limits={"max_nodes": 100, "max_step": 10})
+    d = decide(p, 2, readings(load=1e308))
+    assert d.add == 0 and "too large to count nodes from" in d.rules[0].detail
+
+
+@pytest.mark.parametrize(
     ("util", "current", "add"),
     [(90.0, 4, 2), (60.0, 4, 0), (61.0, 4, 1), (30.0, 4, 0), (120.0, 5, 5)],
 )

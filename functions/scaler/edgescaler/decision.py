@@ -133,10 +133,22 @@ def evaluate_rule(
 ) -> RuleResult:
     """One rule's proposal for ``value`` at ``current`` nodes (≥ 0); ``history`` is the metric's
     history (predictive rules only; without it they act on the current value)."""
-    if isinstance(rule, TargetTrackingRule):
-        return _target_tracking(index, rule, value, current)
-    if isinstance(rule, PredictiveRule):
-        return _predictive(index, rule, value, current, history)
+    if isinstance(rule, TargetTrackingRule | PredictiveRule):
+        try:
+            if isinstance(rule, TargetTrackingRule):
+                return _target_tracking(index, rule, value, current)
+            return _predictive(index, rule, value, current, history)
+        except OverflowError:
+            # A finite value so large that the nodes it asks for are no number (1e308 / 0.5,
+            # an alarm's curValue, say): bad data, not a reason to add max_step nodes.
+            return RuleResult(
+                index,
+                rule.type,
+                rule.metric,
+                value,
+                0,
+                f"{_fmt(value)} is too large to count nodes from; this rule does not act on it",
+            )
     if isinstance(rule, StepRule):
         for step in rule.steps:
             if step.contains(value):
