@@ -81,6 +81,22 @@ def test_redact_before_cut_leaves_no_half_secret() -> None:
             assert PASSWORD[i : i + k] not in shown
 
 
+def test_the_registry_pieces_follow_every_change_of_the_registry() -> None:
+    """Pieces are computed when the registry changes: a secret registered after a redaction is
+    masked at once, the oldest falls out past the registry's size, forget_all() forgets."""
+    first = Secret("First-Registered-0")
+    assert sensitive.redact("First-Registered-0") == "***"
+    later = Secret("Later-Registered-1")
+    assert sensitive.redact("x Later-Registered-1 y") == "x *** y"
+    for i in range(sensitive._REGISTRY_SIZE):
+        Secret(f"Filler-Secret-{i:04d}")
+    assert sensitive.redact(first.reveal()) == first.reveal()  # evicted: the newest 32 kept
+    assert sensitive.redact("Filler-Secret-0031") == "***"
+    sensitive.forget_all()
+    assert sensitive.redact("Filler-Secret-0031") == "Filler-Secret-0031"
+    assert sensitive.redact("x Later-Registered-1 y", later) == "x *** y"  # given explicitly
+
+
 def test_short_values_are_not_registered_but_masked_when_given() -> None:
     Secret("abc")
     assert "abc" not in sensitive.known_secrets()

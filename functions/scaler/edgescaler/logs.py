@@ -88,9 +88,9 @@ def report_lines(report: RunReport, request_id: str | None) -> list[dict[str, An
         "event_key": report.event_key,
         "dry_run": report.dry_run,
     }
+    summary = report.to_dict()  # once: each outcome's dict (and decision) is built here
     lines: list[dict[str, Any]] = []
-    for o in report.outcomes:
-        d = o.to_dict()
+    for o, d in zip(report.outcomes, summary["outcomes"], strict=True):
         lines.append(
             {
                 "level": "ERROR" if o.outcome == OutcomeCode.ERROR else "INFO",
@@ -104,7 +104,6 @@ def report_lines(report: RunReport, request_id: str | None) -> list[dict[str, An
                 "reason": d["reason"],
             }
         )
-    summary = report.to_dict()
     lines.append(
         {
             "level": "ERROR" if report.error else "INFO",

@@ -23,6 +23,10 @@ FRAGMENT = 8  # the shortest piece of a secret that redaction recognises on its 
 _REGISTRY_SIZE = 32
 _registry: OrderedDict[str, None] = OrderedDict()
 _registry_lock = threading.Lock()
+# Every FRAGMENT-character piece of the registered secrets, built when the registry changes,
+# not on each redact() call (an STS token alone has ~1,000 pieces; a report redacts hundreds
+# of strings).
+_registered_grams: frozenset[str] = frozenset()
 
 
 def _register(value: str) -> None:
@@ -30,17 +34,27 @@ def _register(value: str) -> None:
     # mangle unrelated text. Such values are still masked when passed to redact() explicitly.
     if len(value) < FRAGMENT:
         return
+    global _registered_grams
     with _registry_lock:
+        if value in _registry:
+            _registry.move_to_end(value)
+            return
         _registry[value] = None
-        _registry.move_to_end(value)
         while len(_registry) > _REGISTRY_SIZE:
             _registry.popitem(last=False)
+        _registered_grams = frozenset(g for v in _registry for g in _grams(v))
 
 
 def forget_all() -> None:
     """Empty the registry (tests: each starts without the secrets of the one before)."""
+    global _registered_grams
     with _registry_lock:
         _registry.clear()
+        _registered_grams = frozenset()
+
+
+def _grams(value: str) -> list[str]:
+    return [value[i : i + FRAGMENT] for i in range(len(value) - FRAGMENT + 1)]
 
 
 def known_secrets() -> list[str]:
@@ -96,23 +110,24 @@ def redact(text: str, *secrets: Secret | str | None) -> str:
     characters long appears; overlapping or adjacent masked spans become one ``***``. Values
     shorter than :data:`FRAGMENT` are masked only where they appear whole.
     """
-    values = set(known_secrets())
+    grams: frozenset[str] | set[str] = _registered_grams
+    whole: list[str] = []  # given values too short for pieces: masked where they appear whole
     for s in secrets:
         value = s.reveal() if isinstance(s, Secret) else s
-        if value:
-            values.add(value)
-    if not text or not values:
+        if not value:
+            continue
+        if len(value) < FRAGMENT:
+            whole.append(value)
+        elif value not in _registry:  # a registered one's pieces are in grams already
+            grams = grams | set(_grams(value))
+    if not text or not (grams or whole):
         return text
     masked = bytearray(len(text))  # 1 where a character belongs to a secret
-    grams: set[str] = set()
-    for value in values:
-        if len(value) < FRAGMENT:
-            start = text.find(value)
-            while start != -1:
-                masked[start : start + len(value)] = b"\x01" * len(value)
-                start = text.find(value, start + 1)
-        else:
-            grams.update(value[i : i + FRAGMENT] for i in range(len(value) - FRAGMENT + 1))
+    for value in whole:
+        start = text.find(value)
+        while start != -1:
+            masked[start : start + len(value)] = b"\x01" * len(value)
+            start = text.find(value, start + 1)
     if grams:
         for i in range(len(text) - FRAGMENT + 1):
             if text[i : i + FRAGMENT] in grams:
