@@ -7,6 +7,7 @@ S3 backend has: the conditional-write probe, 412/409 handling, error mapping, cr
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import subprocess
 import sys
@@ -22,14 +23,14 @@ from edgescaler.cloud.credentials import Credentials
 from edgescaler.errors import ConfigError, ConflictError, StoreError
 from edgescaler.sensitive import Secret
 from edgescaler.store import open_store
-from edgescaler.store.base import activity_key
+from edgescaler.store import s3 as s3store
+from edgescaler.store.base import activity_key, normalize_prefix
 from edgescaler.store.s3 import (
     CREATE_TRIES,
     PROBE_DIR,
     S3Store,
     addressing_style,
     client_credentials,
-    normalize_prefix,
     oss_region,
 )
 from tests.support import builders
@@ -424,3 +425,34 @@ def test_eight_processes_race_for_one_seq_and_one_wins(moto_s3: MotoS3) -> None:
     assert sorted(results.values()) == ["conflict"] * 7 + ["won"], results
     got = store_at(moto_s3.endpoint, moto_s3, prefix, probe=False).get(CLUSTER, 1)
     assert got is not None and got.policy == f"p{winners[0]}"
+
+
+class _EndlessBucket:
+    """A bucket (a client at the edge we cannot reach) whose listing is always "truncated" and
+    whose one object is larger than any activity."""
+
+    class meta:
+        endpoint_url = "https://s3.example.invalid"
+
+    def __init__(self) -> None:
+        self.pages = 0
+
+    def list_objects_v2(self, **kwargs: Any) -> dict[str, Any]:
+        self.pages += 1
+        return {"Contents": [{"Key": "k"}], "IsTruncated": True, "NextContinuationToken": "t"}
+
+    def get_object(self, **kwargs: Any) -> dict[str, Any]:
+        return {"Body": io.BytesIO(b"x" * (s3store.MAX_BODY + 10))}
+
+
+def test_an_endless_listing_and_an_oversized_object_are_store_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(s3store, "MAX_LIST_PAGES", 3)
+    bucket = _EndlessBucket()
+    store = S3Store("b", "p", client=bucket, probe=False)
+    with pytest.raises(StoreError, match="more than 3 pages"):
+        store.recent(CLUSTER, T0)
+    assert bucket.pages == 3
+    with pytest.raises(StoreError, match="ResponseTooLarge"):
+        store.get(CLUSTER, 1)

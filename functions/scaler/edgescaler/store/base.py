@@ -38,6 +38,11 @@ _probed: set[tuple[str, ...]] = set()
 _probed_lock = threading.Lock()
 
 
+def normalize_prefix(prefix: str) -> str:
+    """An object store's key prefix without empty parts: ``a//b/`` → ``a/b``; ``/`` → ``""``."""
+    return "/".join(part for part in prefix.split("/") if part)
+
+
 def probe_once(key: tuple[str, ...], probe: Callable[[], None]) -> None:
     """Run ``probe`` unless one with ``key`` has passed in this process; remember a pass."""
     with _probed_lock:

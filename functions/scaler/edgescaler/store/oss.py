@@ -51,17 +51,12 @@ from edgescaler.cloud.oss import (
     valid_region,
 )
 from edgescaler.errors import ConfigError, ConflictError, StoreError
-from edgescaler.store.base import Store, probe_once
+from edgescaler.store.base import Store, normalize_prefix, probe_once
 
 PROBE_DIR = ".probe/"
 WRITER_META = "edgescaler-writer"  # x-oss-meta-edgescaler-writer: the one-off id of a create
 LOST_RACE = "FileAlreadyExists"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-
-
-def normalize_prefix(prefix: str) -> str:
-    """``a//b/`` → ``a/b``; ``/`` → ``""``."""
-    return "/".join(part for part in prefix.split("/") if part)
 
 
 def resolve_region(endpoint: str | None, region: str | None) -> str:

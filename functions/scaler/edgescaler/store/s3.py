@@ -60,10 +60,12 @@ from edgescaler.cloud.credentials import from_env as alibaba_from_env
 from edgescaler.errors import ConfigError, ConflictError, StoreError
 from edgescaler.outside import message as outside_message
 from edgescaler.sensitive import Secret
-from edgescaler.store.base import Store, probe_once
+from edgescaler.store.base import Store, normalize_prefix, probe_once
 
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 5.0
+MAX_BODY = 4 * 1024 * 1024  # an activity is ~1-3 kB
+MAX_LIST_PAGES = 100  # of 1,000 keys: far beyond a day of one cluster's activity
 MAX_RETRIES = 2  # botocore's retries "max_attempts": retries after the first try
 CREATE_TRIES = 4  # our own tries of a create-only write answered 409 ConditionalRequestConflict
 PROBE_DIR = ".probe/"
@@ -79,11 +81,6 @@ _loader_lock = threading.Lock()
 _clients: dict[tuple[str, ...], Any] = {}
 _clients_lock = threading.Lock()
 _MAX_CLIENTS = 4
-
-
-def normalize_prefix(prefix: str) -> str:
-    """``a//b/`` → ``a/b``; ``/`` → ``""``."""
-    return "/".join(part for part in prefix.split("/") if part)
 
 
 def oss_region(endpoint_url: str | None) -> str | None:
@@ -293,13 +290,16 @@ class S3Store(Store):
             response: dict[str, Any] = getattr(self.client, op)(**kwargs)
             body = response.get("Body")
             if body is not None:
-                response["Body"] = body.read()
+                data = body.read(MAX_BODY + 1)
+                if len(data) > MAX_BODY:
+                    raise _Failure("ResponseTooLarge", None, 0, f"more than {MAX_BODY} bytes")
+                response["Body"] = data
             return response
         except ClientError as exc:
             err = exc.response.get("Error", {})
             meta = exc.response.get("ResponseMetadata", {})
             status = meta.get("HTTPStatusCode")
-            code = str(err.get("Code") or status or "ClientError")
+            code = self._scrub(str(err.get("Code") or status or "ClientError"))[:80]
             message = str(err.get("Message") or "")
             raise _Failure(
                 code, status, int(meta.get("RetryAttempts", 0)), self._scrub(message)
@@ -381,7 +381,7 @@ class S3Store(Store):
         full = self._full(prefix)
         keys: list[str] = []
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full, "MaxKeys": self._page_size}
-        while True:
+        for _ in range(MAX_LIST_PAGES):
             try:
                 page = self._call("list_objects_v2", **kwargs)
             except _Failure as failure:
@@ -389,9 +389,9 @@ class S3Store(Store):
             keys.extend(obj["Key"][len(self._root) :] for obj in page.get("Contents", []))
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
-                break
+                return sorted(keys)
             kwargs["ContinuationToken"] = token
-        return sorted(keys)
+        raise StoreError(f"{self._where()}: list {prefix}: more than {MAX_LIST_PAGES} pages")
 
     def close(self) -> None:
         if self._owns_client:
