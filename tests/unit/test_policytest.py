@@ -86,6 +86,25 @@ def test_an_invalid_test_file_is_an_error_with_its_line(
     assert f"ERROR {d / 'beijing-edge.test.yaml'}:4: cases[0].node: unknown key" in out
 
 
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ("cpu_cores: 6.0", "cpu_cores: .nan"),
+        ("cpu_cores: 6.0", "cpu_cores: .inf"),
+        ("nodes: 5", "nodes: 5\n    history: {cpu_cores: {step: 0s, values: [1]}}"),
+    ],
+    ids=["nan-reading", "inf-reading", "zero-step"],
+)
+def test_values_no_case_can_hold_are_errors_with_their_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: str, where: str
+) -> None:
+    """They used to end the whole run as an internal error (ValueError, ZeroDivisionError)."""
+    d = setup_dir(tmp_path, PASSING.replace(change, where))
+    assert cli(["test-policies", str(d)]) == 2
+    out = capsys.readouterr().out
+    assert f"ERROR {d / 'beijing-edge.test.yaml'}:" in out and "internal error" not in out
+
+
 def test_a_test_file_without_its_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "ghost.test.yaml").write_text(PASSING)
     assert policytest.main([str(tmp_path)]) == 2

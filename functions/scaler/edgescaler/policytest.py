@@ -40,6 +40,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FiniteFloat,
     StrictInt,
     StrictStr,
     field_validator,
@@ -96,11 +97,18 @@ class ActivitySpec(_Model):
 
 class HistorySpec(_Model):
     step: Dur | None = None
-    daily: list[float] | None = Field(default=None, min_length=24, max_length=24)
+    daily: list[FiniteFloat] | None = Field(default=None, min_length=24, max_length=24)
     days: StrictInt = Field(default=0, ge=0, le=30)
-    values: list[float | None] = Field(default_factory=list)
+    values: list[FiniteFloat | None] = Field(default_factory=list)
 
     _durations = field_validator("step", mode="before")(_duration)
+
+    @field_validator("step")
+    @classmethod
+    def _positive(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and v <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return v
 
 
 class Expect(_Model):
@@ -113,7 +121,7 @@ class Case(_Model):
     name: StrictStr = Field(min_length=1)
     now: AwareDatetime = DEFAULT_NOW
     nodes: StrictInt = Field(ge=0)
-    readings: dict[str, float | None]
+    readings: dict[str, FiniteFloat | None]  # null: no reading (NaN is not a case)
     history: dict[str, HistorySpec] = Field(default_factory=dict)
     activities: list[ActivitySpec] = Field(default_factory=list)
     running_tasks: list[StrictStr] = Field(default_factory=list)
