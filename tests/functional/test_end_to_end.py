@@ -191,6 +191,9 @@ def test_timer_run_scales_out_exactly_once_then_cools_down(world: World) -> None
 
     history = world.run("history")
     assert history.returncode == 0 and o["task_id"] in history.stdout
+    for bad in ("0", "-1", "x"):  # 0 and -1 read as "nothing" and "all but the oldest"
+        refused = world.run("history", "--limit", bad)
+        assert refused.returncode == 2 and "--limit" in refused.stderr
 
 
 def test_the_same_timer_event_twice_is_a_duplicate(world: World) -> None:

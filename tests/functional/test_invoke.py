@@ -61,6 +61,9 @@ def fc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
         def broken(event: bytes, context: Any) -> None:
             raise ZeroDivisionError("division by zero")
 
+        def other_version(event: bytes, context: Any) -> dict[str, Any]:
+            return {"summary": "run policies=1", "outcomes": [{"policy": "p"}]}
+
         fake = FakeFC(
             keys={OP_KEY: OP_SECRET},
             security_token=OP_TOKEN,
@@ -70,6 +73,7 @@ def fc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
             functions={
                 "edgescaler": function,
                 "broken": broken,
+                "other-version": other_version,
                 "edgescaler-svc/edgescaler": function,
                 "edgescaler-svc/broken": broken,
             },
@@ -166,6 +170,19 @@ def test_a_function_error_is_one_line(
         "ZeroDivisionError: division by zero (request id 1-fake-00000001)\n",
     }
     assert err == expected[api]
+
+
+def test_a_report_this_version_cannot_show_is_one_line(
+    fc: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fc.monkeypatch.setenv("EDGESCALER_FC_FUNCTION", "other-version")
+    code, out, err = run(capsys)
+    assert code == 2 and out == ""
+    last = err.splitlines()[-1]  # after the "invoked ..." line on stderr
+    assert last.startswith("edgescaler: function other-version answered a run report this ")
+    assert "KeyError 'outcome'" in last and "--json" in last
+    code, out, _ = run(capsys, "--json")  # shown as it came
+    assert code == 0 and json.loads(out)["outcomes"] == [{"policy": "p"}]
 
 
 @pytest.mark.parametrize("api", ["fc3", "fc2"])

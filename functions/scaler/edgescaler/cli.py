@@ -190,7 +190,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
     from edgescaler import invoke
     from edgescaler.cloud import credentials as creds_mod
-    from edgescaler.errors import ConfigError
+    from edgescaler.errors import ConfigError, InvokeError
 
     settings = invoke.InvokeSettings.from_env(os.environ)
     credentials = creds_mod.from_env(os.environ)
@@ -231,7 +231,18 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         f"{request_id}",
         file=sys.stderr,
     )
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        try:
+            print(format_report(report))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # another version's
+            raise InvokeError(
+                f"function {settings.target} answered a run report this edgescaler cannot "
+                f"show ({type(exc).__name__} {exc}); --json prints it as it came",
+                code="bad_response",
+                request_id=result.request_id,
+            ) from None
     return EXIT_BAD_INPUT if report.get("error") else EXIT_OK
 
 
@@ -272,6 +283,18 @@ def cmd_test_policies(args: argparse.Namespace) -> int:
     return policytest.main(args.paths, verbose=args.verbose_cases)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (a --limit of 0 or -1 read as "all" or
+    dropped the oldest entry)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text[:20]!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgescaler",
@@ -301,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("history", help="recorded scale-out activities, newest first")
     p.add_argument("--cluster", metavar="ID")
     p.add_argument("--policy", metavar="NAME")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_positive_int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
 
@@ -327,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reconcile", help="compare the activity log with the cloud; print the drift")
     p.add_argument("--policy", action="append", metavar="NAME", help="only this policy's cluster")
-    p.add_argument("--limit", type=int, default=100, help="activities per cluster to check")
+    p.add_argument(
+        "--limit", type=_positive_int, default=100, help="activities per cluster to check"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reconcile)
 
