@@ -174,12 +174,12 @@ def run(args: argparse.Namespace) -> int:
     policy = policyfile.load([path])[0]
     prepared = prepare(policy, args.metric, args.utilisation_metric)
     grid = to_grid(load(args.trace, args.column), interval)
-    if all(v is None for v in grid.values):
-        raise ReplayError(f"{args.trace}: no observed values")
-    result = compare(prepared, grid, setup, seeds, record=bool(args.plot))
-    if args.plot:
+    if args.plot:  # before the simulation, not after it
         from edgescaler.replay import plot
 
+        plot.check_output(Path(args.plot))
+    result = compare(prepared, grid, setup, seeds, record=bool(args.plot))
+    if args.plot:
         plot.draw(result, grid, setup, prepared.policy, Path(args.plot))
     if args.json:
         print(json.dumps(result.to_dict()))

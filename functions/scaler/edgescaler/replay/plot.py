@@ -101,6 +101,14 @@ def _floor(*series: Sequence[float]) -> float:
     return 0.0 if floor < 0.25 * high else math.floor(floor)
 
 
+def check_output(out: Path) -> None:
+    """ReplayError unless matplotlib is there and ``out``'s directory exists (checked before a
+    replay's minutes of simulation, not after them)."""
+    _pyplot()
+    if not out.parent.is_dir():
+        raise ReplayError(f"--plot: {out.parent}: no such directory")
+
+
 def draw(result: Comparison, grid: Grid, setup: Setup, policy: Policy, out: Path) -> None:
     """Write the PNG to ``out`` (parent directories must exist)."""
     plt = _pyplot()
@@ -289,8 +297,12 @@ def draw(result: Comparison, grid: Grid, setup: Setup, policy: Policy, out: Path
     else:
         top.set_xlabel("days since the start of the trace")
         bottom.set_xlabel("hours since the start of the trace")
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=110)
+    except OSError as exc:
+        raise ReplayError(f"--plot: {out}: {exc.strerror or type(exc).__name__}") from None
+    finally:
+        plt.close(fig)
 
 
 def _calls(

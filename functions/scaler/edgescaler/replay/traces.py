@@ -47,6 +47,8 @@ ALIBABA_HEADER = (
 )
 ALIBABA_STEP = 30.0
 MAX_TRACE_BYTES = 512 * 2**20  # the largest shared trace is 2.7 MB
+# A year at one-second steps is 31.5 million; the largest shared trace fills 89,280 points.
+MAX_GRID_POINTS = 5_000_000
 ALIBABA_BAD_ROWS = range(4718, 4728)  # the few-machine averages at the edge of the hole
 ALIBABA_HOLE_SECONDS = 18_750.0
 
@@ -284,7 +286,13 @@ def to_grid(trace: Trace, interval: float) -> Grid:
     if interval <= 0:
         raise ValueError("interval must be positive")
     start = trace.times[0]
-    n = int((trace.times[-1] - start) // interval) + 1
+    span = (trace.times[-1] - start) // interval + 1
+    if not span <= MAX_GRID_POINTS:  # also NaN: never allocate what the trace's times ask
+        raise TraceError(
+            f"{trace.source}: {span:g} grid points of {interval:g}s from its first to its last "
+            f"time, more than {MAX_GRID_POINTS:,}: give a longer --interval"
+        )
+    n = int(span)
     sums = [0.0] * n
     counts = [0] * n
     for t, v in zip(trace.times, trace.values, strict=True):
