@@ -114,12 +114,13 @@ def test_a_run_loads_what_it_uses_and_no_heavy_module(tmp_path: Path) -> None:
 
 def test_the_cli_declares_the_emulator_without_loading_it() -> None:
     """Every ``edgescaler`` command builds the whole parser; only ``emulator``/``demo`` need the
-    HTTP server, the world and httpx."""
+    HTTP server, the world and httpx, only ``replay`` the simulator (and the policy models)."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); from edgescaler import cli; "
         "cli.build_parser().parse_args(['emulator', '--port', '0']); "
         "heavy = [m for m in ('httpx', 'http.server', 'edgescaler.emulator.routes', "
-        "'edgescaler.emulator.server', 'edgescaler.emulator.world', 'edgescaler.emulator.verify') "
+        "'edgescaler.emulator.server', 'edgescaler.emulator.world', 'edgescaler.emulator.verify', "
+        "'pydantic', 'edgescaler.replay.command', 'edgescaler.replay.simulator') "
         "if m in sys.modules]; print(','.join(heavy))"
     )
     out = subprocess.run(

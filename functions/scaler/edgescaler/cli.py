@@ -388,9 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "replay", help="replay a load trace through a policy; score it against baselines"
     )
-    from edgescaler.replay import command as replay_command
+    from edgescaler.replay import options as replay_options
 
-    replay_command.add_arguments(p)
+    replay_options.add_arguments(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser(
