@@ -62,6 +62,9 @@ def test_a_manual_request_id_sent_twice_scales_once(world: World, clock: FakeClo
     assert post["task_id"] == first["task_id"]
     (act,) = world.activities(world.clusters["edge-a"])
     assert act.event_key == "manual:ops-2026-11-27-01"
+    # The event's record says who asked and why (the request's detail), not just the trigger.
+    stored = world.stored_text()
+    assert '"reason": "pre-warm"' in stored and '"request_id": "ops-2026-11-27-01"' in stored
 
     # The same request without its id is a new request, and the cooldown holds it back.
     anonymous = world.outcome({"policies": ["edge-a"]})

@@ -124,7 +124,8 @@ def run(
 
     if request.event_key and not dry_run:
         try:
-            fresh = deps.store.claim_event(request.event_key, now, {"trigger": request.trigger})
+            detail = {**request.detail, "trigger": request.trigger}  # who asked, and why
+            fresh = deps.store.claim_event(request.event_key, now, detail)
         except StoreError as exc:
             rep.outcomes = everyone(OutcomeCode.ERROR, f"store unavailable, not scaling: {exc}")
             return rep

@@ -8,7 +8,8 @@ Accepted shapes (fc.md §2):
   Event key: ``timer:<triggerName>:<triggerTime>``.
 * **manual** (FC console test, ``edgescaler run``) — a JSON object with only these optional keys:
   ``policies`` (list of policy names; absent = all), ``dry_run`` (bool), ``request_id`` (string;
-  makes the request idempotent: event key ``manual:<request_id>``), ``reason`` (free text, logged).
+  makes the request idempotent: event key ``manual:<request_id>``), ``reason`` (free text, kept with
+  the event's record in the store, as every trigger's :attr:`RunRequest.detail` is).
   An empty body (FC's empty test event) or ``{}`` means "all policies".
 * **EventBridge** (CloudEvents 1.0: ``specversion``, ``source``, ``id``, ``type``, ``data``) —
   e.g. a CloudMonitor ``cms:CloudMonitor:AlertWebHook`` event; evaluates all policies.
@@ -45,7 +46,7 @@ from typing import Any
 
 from edgescaler import safejson
 from edgescaler.errors import EventError
-from edgescaler.outside import quote
+from edgescaler.outside import message, quote
 
 MAX_EVENT_BYTES = 256 * 1024
 _MANUAL_KEYS = frozenset({"policies", "dry_run", "request_id", "reason"})
@@ -184,7 +185,9 @@ def _text(data: dict[str, Any], key: str, where: str, limit: int = 200) -> str:
 
 def _alert_detail(data: dict[str, Any]) -> dict[str, Any]:
     keep = ("alertName", "alertState", "ruleId", "metricName", "curValue", "triggerLevel")
-    return {k: str(data[k])[:120] for k in keep if isinstance(data.get(k), str | int | float)}
+    return {
+        k: message(str(data[k]), 120) for k in keep if isinstance(data.get(k), str | int | float)
+    }
 
 
 def _opt_text(data: dict[str, Any], key: str, limit: int = 200) -> str | None:
@@ -380,9 +383,9 @@ def _manual(data: dict[str, Any], trigger: str, where: str) -> RunRequest:
         raise EventError(f"{where}: reason must be a string")
     detail: dict[str, Any] = {}
     if reason:
-        detail["reason"] = reason[:200]
+        detail["reason"] = message(reason, 200)
     if request_id:
-        detail["request_id"] = request_id[:128]
+        detail["request_id"] = message(request_id, 128)
     return RunRequest(
         trigger=trigger,
         policies=policies,
