@@ -246,6 +246,28 @@ def test_concurrent_gets_fetch_once(fake: FakeKMS, cached: tuple[SecretCache, Cl
     assert out == [VALUE] * 8 and fake.fetches(NAME) == 1
 
 
+def test_a_slow_fetch_holds_only_its_own_name() -> None:
+    """One secret's fetch (a slow KMS) must not hold a policy that needs another secret."""
+    slow_started, release = threading.Event(), threading.Event()
+
+    def fetch(name: str) -> Secret:
+        if name == "slow":
+            slow_started.set()
+            assert release.wait(5)
+        return Secret(f"{name}-value-0123")
+
+    cache = SecretCache(fetch, ttl=60)
+    slow = threading.Thread(target=cache.get, args=("slow",))
+    slow.start()
+    assert slow_started.wait(5)
+    try:
+        assert cache.get("fast").reveal() == "fast-value-0123"  # while "slow" is being fetched
+    finally:
+        release.set()
+        slow.join()
+    assert cache.get("slow").reveal() == "slow-value-0123"
+
+
 def test_cache_contract_checks() -> None:
     with pytest.raises(ConfigError, match="ttl"):
         SecretCache(lambda n: Secret("x"), ttl=0)

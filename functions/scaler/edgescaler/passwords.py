@@ -86,7 +86,8 @@ class Passwords:
     """Resolves a policy's ``login_password`` reference (see the module docstring).
 
     ``kms_for(region)`` gives the run's KMS client for a policy's region (built by the runtime
-    with the run's credentials and deadline); it is only called for ``kms_secret`` references.
+    with the run's credentials; its own timeouts, at most two attempts of 2 + 5 s, stay inside
+    the deadline's margin); it is only called for ``kms_secret`` references.
     """
 
     def __init__(

@@ -275,7 +275,8 @@ class SecretCache:
     cached (the next :meth:`get` tries again). :meth:`invalidate` drops one entry: call it when
     ENS/CS rejects the password, then :meth:`get` once more to pick up a rotated value (and give
     up if that one is rejected too). ``clock`` is monotonic seconds, injectable for tests.
-    Thread-safe: the pipeline evaluates policies concurrently; one fetch per name at a time.
+    Thread-safe: the pipeline evaluates policies concurrently; one fetch per name at a time,
+    fetches of different names side by side.
     """
 
     def __init__(
@@ -290,7 +291,8 @@ class SecretCache:
         self._ttl = ttl
         self._clock = clock
         self._entries: dict[str, tuple[float, Secret]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _entries and _fetching
+        self._fetching: dict[str, threading.Lock] = {}
 
     def __repr__(self) -> str:
         return f"SecretCache(ttl={self._ttl}, names={sorted(self._entries)})"
@@ -303,15 +305,26 @@ class SecretCache:
         if fetch is None:
             raise TypeError("SecretCache.get needs a fetch")
         with self._lock:
-            entry = self._entries.get(name)
-            now = self._clock()
-            if entry is not None and now < entry[0]:
-                return entry[1]
+            hit = self._fresh(name)
+            if hit is not None:
+                return hit
+            name_lock = self._fetching.setdefault(name, threading.Lock())
+        # One fetch per name at a time; policies naming other secrets do not wait for it.
+        with name_lock:
+            with self._lock:
+                hit = self._fresh(name)  # fetched by another thread meanwhile
+            if hit is not None:
+                return hit
             value = fetch(name)
             if not isinstance(value, Secret):  # a fetch that returns a str would leak in reprs
                 raise TypeError("SecretCache fetch must return a Secret")
-            self._entries[name] = (self._clock() + self._ttl, value)
+            with self._lock:
+                self._entries[name] = (self._clock() + self._ttl, value)
             return value
+
+    def _fresh(self, name: str) -> Secret | None:
+        entry = self._entries.get(name)
+        return entry[1] if entry is not None and self._clock() < entry[0] else None
 
     def invalidate(self, name: str) -> None:
         with self._lock:
