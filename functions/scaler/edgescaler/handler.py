@@ -75,7 +75,7 @@ def handle(
     try:
         http = callback.from_fc3_event(event)
         if http is not None:
-            return callback.to_fc3_response(_callback(http, context, env, now))
+            return callback.to_fc3_response(_callback(http, context, env, now, monotonic))
     except Exception as exc:  # the last line of defence: nothing escapes an FC entry point
         log.error("callback failed: %s", message(f"{type(exc).__name__}: {exc}"))
         return callback.to_fc3_response(callback.INTERNAL_ERROR)
@@ -221,6 +221,7 @@ def _callback(
     context: Any,
     env: Mapping[str, str] | None,
     now: Callable[[], datetime],
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> callback.HttpResponse:
     logs.install()
     env = os.environ if env is None else env
@@ -232,7 +233,13 @@ def _callback(
 
     def run_body(body: bytes) -> RunReport:
         return execute(
-            body, context, env=env, now=now, accept=callback.TRIGGERS, structured_logs=True
+            body,
+            context,
+            env=env,
+            now=now,
+            monotonic=monotonic,
+            accept=callback.TRIGGERS,
+            structured_logs=True,
         )
 
     return callback.respond(request, expected, run_body)
