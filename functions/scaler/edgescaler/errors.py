@@ -87,6 +87,15 @@ class _Answered:
 
     status: int
     code: str
+    message: str
+    request_id: str | None
+
+    def _answered(self, status: int, code: str, message: str, request_id: str | None) -> str:
+        """Keep the answer's fields; the text that says them: ``HTTP 404 Code: message
+        (request id R)``."""
+        self.status, self.code, self.message, self.request_id = status, code, message, request_id
+        rid = f" (request id {request_id})" if request_id else ""
+        return f"HTTP {status} {code}: {message}{rid}"
 
     @property
     def throttled(self) -> bool:
@@ -118,13 +127,8 @@ class CSApiError(_Answered, CloudError):
         retry_after: float | None = None,
     ) -> None:
         self.action = action
-        self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
         self.retry_after = retry_after
-        rid = f" (request id {request_id})" if request_id else ""
-        super().__init__(f"{action}: HTTP {status} {code}: {message}{rid}")
+        super().__init__(f"{action}: {self._answered(status, code, message, request_id)}")
 
 
 class CSTransportError(CloudError):
@@ -167,12 +171,8 @@ class KMSApiError(_Answered, SecretError):
         self, *, secret_name: str, status: int, code: str, message: str, request_id: str | None
     ) -> None:
         self.secret_name = secret_name
-        self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        rid = f" (request id {request_id})" if request_id else ""
-        super().__init__(f"KMS GetSecretValue {secret_name}: HTTP {status} {code}: {message}{rid}")
+        answered = self._answered(status, code, message, request_id)
+        super().__init__(f"KMS GetSecretValue {secret_name}: {answered}")
 
 
 class KMSTransportError(SecretError):
