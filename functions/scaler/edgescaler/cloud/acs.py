@@ -10,6 +10,7 @@ its real size) or once ``until`` (monotonic seconds) has passed.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,9 @@ from edgescaler.sensitive import Secret
 USER_AGENT = f"edgescaler/{__version__}"
 
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
+# A region id (cn-hangzhou, ap-southeast-1), and an endpoint override without a path.
+REGION_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+BARE_ENDPOINT_RE = re.compile(r"^https?://[^/\s?#]+/?$")
 
 
 class Abandoned(Exception):

@@ -96,7 +96,6 @@ SPECIAL_REGIONS: frozenset[str] = frozenset(
 _SPECIAL_REGION_PREFIX = "cn-hangzhou-internal-"
 _CENTRAL_ENDPOINT = "https://cs.aliyuncs.com"
 
-_REGION_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _OVERRIDE_RE = re.compile(r"^https?://[^/\s?#]+(?:/[^\s?#]*)?$")
 
 RETRY_BUDGET_FACTOR = 2.0
@@ -121,7 +120,7 @@ def endpoint_for(region: str, override: str | None = None) -> str:
     ``https://cs.aliyuncs.com``; all others ``https://cs.{region}.aliyuncs.com``. The region is
     validated in both cases: an empty or malformed one raises :class:`ConfigError`.
     """
-    if not isinstance(region, str) or not _REGION_RE.match(region):
+    if not isinstance(region, str) or not acs.REGION_RE.match(region):
         raise ConfigError(f"invalid CS region {region!r}: expected an id such as cn-beijing")
     if override is not None:
         base = override.strip().rstrip("/")

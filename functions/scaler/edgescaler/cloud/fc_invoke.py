@@ -51,9 +51,7 @@ FC2_API_VERSION = "2016-08-15"
 
 log = logging.getLogger("edgescaler.invoke")
 
-_REGION_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _ACCOUNT_RE = re.compile(r"^[0-9]{5,20}$")
-_OVERRIDE_RE = re.compile(r"^https?://[^/\s?#]+/?$")
 _MAX_TEXT = 300
 
 
@@ -61,12 +59,12 @@ def endpoint_for(region: str | None, account_id: str | None, override: str | Non
     """``https://{account_id}.{region}.fc.aliyuncs.com``, or ``override`` (no trailing slash)."""
     if override:
         base = override.strip()
-        if not _OVERRIDE_RE.match(base):
+        if not acs.BARE_ENDPOINT_RE.match(base):
             raise ConfigError(
                 f"EDGESCALER_FC_ENDPOINT: expected http(s)://host[:port], got {override[:60]!r}"
             )
         return base.rstrip("/")
-    if not region or not _REGION_RE.match(region):
+    if not region or not acs.REGION_RE.match(region):
         raise ConfigError(
             f"EDGESCALER_FC_REGION: expected a region id such as cn-hangzhou, got {region!r}"
         )

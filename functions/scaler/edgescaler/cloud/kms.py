@@ -56,8 +56,6 @@ ACTION = "GetSecretValue"
 
 log = logging.getLogger("edgescaler.kms")
 
-_REGION_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_OVERRIDE_RE = re.compile(r"^https?://[^/\s?#]+/?$")
 # KMS secret names: letters, digits and _/+=.@- (1..192); an ARN (acs:kms:...:secret/NAME) too.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_/+=.@:-]{1,256}$")
 _MAX_ANSWER = 256 * 1024  # a secret is at most 64 kB; its answer a little more
@@ -69,11 +67,11 @@ def endpoint_for(region: str, override: str | None = None) -> str:
 
     A malformed region or override raises :class:`ConfigError` naming it.
     """
-    if not isinstance(region, str) or not _REGION_RE.match(region):
+    if not isinstance(region, str) or not acs.REGION_RE.match(region):
         raise ConfigError(f"invalid KMS region {region!r}: expected an id such as cn-hangzhou")
     if override is not None and override.strip():
         base = override.strip()
-        if not _OVERRIDE_RE.match(base):
+        if not acs.BARE_ENDPOINT_RE.match(base):
             raise ConfigError(
                 f"EDGESCALER_KMS_ENDPOINT: expected http(s)://host[:port], got {override[:60]!r}"
             )
