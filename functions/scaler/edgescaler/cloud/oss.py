@@ -54,7 +54,9 @@ _USER_AGENT = "edgescaler-oss/1"
 _OSS_HOST = re.compile(r"^oss-(?P<region>[a-z]{2}-[a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com$")
 _REGION = re.compile(r"^[a-z]{2}-[a-z0-9-]{1,40}$")
 # Requests httpx gave up on before anything reached the server.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+# (PoolTimeout is raised before sending, but counted as maybe sent, as the CS client does: the
+# safe side for a create-only write.)
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol)
 
 # Answers worth another attempt (not 501 NotImplemented: that one will not change its mind).
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
