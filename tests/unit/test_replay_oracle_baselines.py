@@ -13,7 +13,7 @@ from edgescaler.replay.cluster import JoinDelay
 from edgescaler.replay.compare import compare, prepare
 from edgescaler.replay.errors import ReplayError
 from edgescaler.replay.oracle import needs_ahead, simulate_oracle
-from edgescaler.replay.simulator import LOAD, UTILISATION, Setup, simulate
+from edgescaler.replay.simulator import Setup, simulate
 from edgescaler.replay.traces import Grid, Trace
 from tests.support.builders import BASE, policy, readings
 
@@ -91,7 +91,6 @@ def test_target_tracking_counts_joining_nodes_and_threshold_adds_one_per_breach(
     assert [e.add for e in tt.events] == [5]  # 6 nodes in one call
     th = simulate(baselines.baseline(user, "threshold", 10), g, setup, baselines.FEEDS)
     assert {e.add for e in th.events} == {1} and th.score.nodes_added == 5
-    assert baselines.FEEDS == {"load": LOAD, "utilisation": UTILISATION}
 
 
 def test_compare_scores_the_policy_the_baselines_and_the_oracle() -> None:

@@ -25,15 +25,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-FIELDS = (
-    "unmet_node_minutes",
-    "unmet_minutes",
-    "nodes_added",
-    "node_hours",
-    "scale_out_calls",
-    "largest_step",
-)
-
 
 def demand(load: float | None, per_node: float) -> int | None:
     """Nodes needed for ``load``; None for a gap."""
