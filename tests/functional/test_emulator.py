@@ -1001,3 +1001,17 @@ def test_verifier_accepts_the_sdk_captured_request() -> None:
         now=T0,
     )
     assert nonce == "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_error(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """70000 used to reach bind() and escape as OverflowError (a traceback)."""
+    from edgescaler import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["emulator", "--port", port])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --port:" in err and "Traceback" not in err

@@ -32,6 +32,17 @@ from edgescaler.emulator.config import (
 )
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 0..65535 (70000 raised OverflowError at bind)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text[:20]!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be within 0..65535, got {value}")
+    return value
+
+
 def _cluster_arg(text: str) -> tuple[str, int]:
     cluster_id, sep, count = text.partition(":")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", cluster_id):
@@ -56,7 +67,7 @@ def _seconds_arg(text: str) -> float:
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``edgescaler emulator`` (and ``python -m edgescaler.emulator``)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
+    parser.add_argument("--port", type=_port, default=0, help="port; 0 picks a free one (default)")
     parser.add_argument(
         "--task-delay",
         type=_seconds_arg,
@@ -144,7 +155,7 @@ def run_cli(args: argparse.Namespace) -> int:
         emulator.start()
     except OSError as err:
         print(f"emulator: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
-        return 1
+        return 2
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
