@@ -6,7 +6,8 @@ For every cluster a policy names, it reports drift of these kinds:
 * ``status_mismatch`` — the log says one thing about a scale-out, its task says another
   (e.g. ``submitted`` in the log, ``success`` in the cloud: no run has polled it since);
 * ``unresolved`` — an activity whose outcome is still unknown (ambiguous POST or dead claim);
-* ``task_missing`` — the cloud does not know a task id the log recorded;
+* ``task_missing`` — the cloud does not know a task id the log recorded (``unreadable_task``:
+  it could not be asked, an error other than 404 or no answer);
 * ``untracked_task`` — a ``cluster_scaleout`` task that no activity accounts for (started from
   the console or another tool, or a record lost);
 * ``never_joined`` — an ENS worker still joining long after it was created (past the policy's
