@@ -48,6 +48,21 @@ def read_body(response: httpx.Response, *, max_bytes: int, until: float) -> byte
     return bytes(body)
 
 
+def exchange(
+    http: httpx.Client, request: httpx.Request, *, max_bytes: int, seconds: float
+) -> tuple[httpx.Response, bytes]:
+    """Send ``request`` and read its whole answer within ``max_bytes`` and ``seconds`` from now
+    (:func:`read_body`); the response (closed) and its body. httpx errors and
+    :class:`Abandoned` propagate. (The CS client does the same steps itself: it must know
+    whether an error came before or after the request was sent.)"""
+    until = time.monotonic() + seconds
+    response = http.send(request, stream=True)
+    try:
+        return response, read_body(response, max_bytes=max_bytes, until=until)
+    finally:
+        response.close()
+
+
 class CredentialSource:
     """``credentials()`` called for every attempt (rotated STS credentials are picked up),
     remembering the last ones it handed out: an error message is redacted with them

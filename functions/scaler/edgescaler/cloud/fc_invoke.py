@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -215,12 +214,9 @@ class FC3Invoker:
         }
         try:
             request = self._http.build_request("POST", url, headers=headers, content=payload)
-            until = time.monotonic() + self._answer_seconds
-            response = self._http.send(request, stream=True)
-            try:
-                content = acs.read_body(response, max_bytes=acs.MAX_ANSWER_BYTES, until=until)
-            finally:
-                response.close()
+            response, content = acs.exchange(
+                self._http, request, max_bytes=acs.MAX_ANSWER_BYTES, seconds=self._answer_seconds
+            )
         except (httpx.RequestError, httpx.InvalidURL, acs.Abandoned) as exc:
             raise _transport_error(
                 "InvokeFunction", self.function, self.base_url, exc, self._credentials.secrets()

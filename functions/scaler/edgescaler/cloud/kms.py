@@ -44,7 +44,7 @@ import httpx
 
 from edgescaler import safejson
 from edgescaler.cloud import acs
-from edgescaler.cloud.acs import Abandoned, read_body
+from edgescaler.cloud.acs import Abandoned
 from edgescaler.cloud.credentials import Credentials
 from edgescaler.cloud.signing import encode_query, new_nonce
 from edgescaler.errors import ConfigError, KMSApiError, KMSTransportError
@@ -188,12 +188,9 @@ class KMSClient:
         headers = {"x-acs-action": ACTION, "x-acs-version": API_VERSION}
         try:
             request = self._http.build_request("POST", url, headers=headers, content=b"")
-            until = time.monotonic() + self._total_timeout
-            response = self._http.send(request, stream=True)
-            try:
-                body = read_body(response, max_bytes=_MAX_ANSWER, until=until)
-            finally:
-                response.close()
+            response, body = acs.exchange(
+                self._http, request, max_bytes=_MAX_ANSWER, seconds=self._total_timeout
+            )
         except (httpx.RequestError, httpx.InvalidURL, Abandoned) as exc:
             what = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport error"
             text = self._message(str(exc))
