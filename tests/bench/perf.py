@@ -2,9 +2,12 @@
 
     .venv/bin/python -m tests.bench.perf [--runs 9] [--fanout-runs 5] [--out build/bench]
                                          [--figures abcdefg] [--zip ZIP] [--source DIR]
+                                         [--vcpu 0.35]
 
 ``--zip`` measures a given function zip instead of building one and ``--source`` names the FC
 code directory of figure b: with an older commit's, the same command gives the "before" column.
+``--vcpu`` runs the function's processes of d and f under a CPU quota, as FC runs the function
+with ``template.yml``'s ``Cpu: 0.35`` (the emulator keeps the machine's CPUs).
 A script rather than an ``edgescaler`` verb: it installs the SDK into venvs of its own and runs
 the emulator, a developer's tool that the installed package (and its CLI) need not carry.
 
@@ -325,10 +328,16 @@ def alternate(
 
 
 def run_handler(
-    code: Path, policies: Path, emu: Emulator, scratch: Path, warm_up: Path | None = None
+    code: Path,
+    policies: Path,
+    emu: Emulator,
+    scratch: Path,
+    warm_up: Path | None = None,
+    prefix: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """One fresh 3.10 process: import index, one handler run (after a run of the ``warm_up``
-    policies, when given); its timings, RSS and outcomes."""
+    """One fresh 3.10 process (started through ``prefix``, e.g. :func:`cpu_quota`'s): import
+    index, one handler run (after a run of the ``warm_up`` policies, when given); its timings,
+    RSS and outcomes."""
     with tempfile.TemporaryDirectory(dir=scratch) as cwd:  # a fresh default store every time
         env = clean_env(
             PYTHONDONTWRITEBYTECODE="1",
@@ -339,7 +348,7 @@ def run_handler(
             ALIBABA_CLOUD_ACCESS_KEY_SECRET=emu.config.access_key_secret,
             **{PASSWORD_ENV: PASSWORD},
         )
-        args = [PY310, "-S", "-c", RUN_HANDLER, str(code), str(policies)]
+        args = [*prefix, PY310, "-S", "-c", RUN_HANDLER, str(code), str(policies)]
         out = run([*args, *([str(warm_up)] if warm_up else [])], env=env, cwd=Path(cwd))
     line = next(ln for ln in reversed(out.splitlines()) if ln.startswith("BENCH "))
     result: dict[str, Any] = json.loads(line[len("BENCH ") :])
@@ -354,6 +363,32 @@ def expect_scaled(result: dict[str, Any], count: int, scale_every: int = 1) -> N
             f"a bench run did not do what it measures: {result['outcomes']}, expected {want} "
             f"{result['error'] or ''} {result['reasons']}"
         )
+
+
+CGROUP_NAME = "edgescaler-bench"
+
+
+def cpu_quota(vcpu: float) -> list[str]:
+    """A command prefix that runs its command in a cgroup limited to ``vcpu`` CPUs (a CFS
+    quota per 100 ms period, as FC enforces the function's ``Cpu``); cgroup v2 or v1's ``cpu``
+    controller, created on first use. Needs root and a writable ``/sys/fs/cgroup``."""
+    period = 100_000
+    quota = max(1000, round(vcpu * period))
+    root = Path("/sys/fs/cgroup")
+    try:
+        if (root / "cgroup.controllers").is_file():  # v2
+            group = root / CGROUP_NAME
+            group.mkdir(exist_ok=True)
+            (group / "cpu.max").write_text(f"{quota} {period}")
+        else:
+            group = root / "cpu" / CGROUP_NAME
+            group.mkdir(exist_ok=True)
+            (group / "cpu.cfs_period_us").write_text(str(period))
+            (group / "cpu.cfs_quota_us").write_text(str(quota))
+    except OSError as exc:
+        raise SystemExit(f"--vcpu: cannot set up a CPU quota under {root}: {exc}") from None
+    procs = group / "cgroup.procs"
+    return ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "sh"]
 
 
 # -- the figures ------------------------------------------------------------------------------
@@ -405,7 +440,9 @@ def fig_c(code: Path, sdk310: str, scratch: Path, runs: int) -> Row:
     return Row("c", f"{mine * 1e3:.0f} ms vs {sdk * 1e3:.0f} ms", f"{ratio:.2f}x", note)
 
 
-def fig_d_f(code: Path, scratch: Path, runs: int) -> tuple[Row, Row, Row]:
+def fig_d_f(
+    code: Path, scratch: Path, runs: int, prefix: Sequence[str] = ()
+) -> tuple[Row, Row, Row]:
     one = write_policies(scratch / "policies-1", 1)
     fifty = write_policies(scratch / "policies-50", 50)
     warm = write_policies(scratch / "policies-warm", 1, first=WARM)
@@ -416,7 +453,7 @@ def fig_d_f(code: Path, scratch: Path, runs: int) -> tuple[Row, Row, Row]:
 
         def handler_run(policies: Path, count: int) -> float:
             with world(count, LATENCY, scale_every) as emu:
-                result = run_handler(code, policies, emu, scratch, warm_up=warm)
+                result = run_handler(code, policies, emu, scratch, warm_up=warm, prefix=prefix)
             expect_scaled(result, count, scale_every)
             cpu.setdefault(count, []).append(float(result["cpu"]))
             if count == 50 and scale_every == 1:
@@ -503,7 +540,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--source", type=Path, default=SOURCE, help="the FC code directory for figure b"
     )
+    parser.add_argument(
+        "--vcpu",
+        type=float,
+        help="run the function's processes of d and f under this CPU quota (template.yml "
+        "gives the function 0.35); needs root and a writable /sys/fs/cgroup",
+    )
     opts = parser.parse_args(argv)
+    if opts.vcpu is not None and not 0 < opts.vcpu <= (os.cpu_count() or 1):
+        parser.error(f"--vcpu must be > 0 and at most the {os.cpu_count()} CPUs here")
     out = Path(opts.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     scratch = out / "scratch"
@@ -529,7 +574,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "c" in figures:
         rows.append(fig_c(code, sdk310, scratch, opts.runs))
     if figures & {"d", "f"}:
-        rows += [r for r in fig_d_f(code, scratch, opts.fanout_runs) if r.key[0] in figures]
+        prefix = cpu_quota(opts.vcpu) if opts.vcpu is not None else []
+        fan = fig_d_f(code, scratch, opts.fanout_runs, prefix)
+        rows += [r for r in fan if r.key[0] in figures]
 
     py311 = run([str(REPO / ".venv" / "bin" / "python"), "-V"]).strip()
     print(
@@ -537,6 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{run([PY310, '-V']).strip()} / {py311}, {os.cpu_count()} CPUs, "
         f"load {os.getloadavg()[0]:.2f}; medians of {opts.runs} alternated pairs "
         f"({opts.fanout_runs} for d, f)"
+        + (f"; d, f at {opts.vcpu:g} vCPU" if opts.vcpu is not None else "")
     )
     print(table(rows))
     return 0
