@@ -6,8 +6,8 @@
 
 ``--zip`` measures a given function zip instead of building one and ``--source`` names the FC
 code directory of figure b: with an older commit's, the same command gives the "before" column.
-``--vcpu`` runs the function's processes of d and f under a CPU quota, as FC runs the function
-with ``template.yml``'s ``Cpu: 0.35`` (the emulator keeps the machine's CPUs).
+``--vcpu`` runs the processes of c (the SDK's import too), d and f under a CPU quota, as FC runs
+the function with ``template.yml``'s ``Cpu: 0.35`` (the emulator keeps the machine's CPUs).
 A script rather than an ``edgescaler`` verb: it installs the SDK into venvs of its own and runs
 the emulator, a developer's tool that the installed package (and its CLI) need not carry.
 
@@ -308,8 +308,9 @@ def time_import(
     path: str | None = None,
     flags: Sequence[str] = (),
     env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
 ) -> float:
-    args = [python, *flags, "-c", TIME_IMPORT, module, *([path] if path else [])]
+    args = [*prefix, python, *flags, "-c", TIME_IMPORT, module, *([path] if path else [])]
     return float(run(args, env=env or clean_env()).strip().splitlines()[-1])
 
 
@@ -423,19 +424,21 @@ def fig_b(sdk311: str, source: Path, runs: int) -> Row:
     return Row("b", f"{ours * 1e3:.0f} ms vs {sdk * 1e3:.0f} ms", f"{ratio:.2f}x")
 
 
-def fig_c(code: Path, sdk310: str, scratch: Path, runs: int) -> Row:
+def fig_c(code: Path, sdk310: str, scratch: Path, runs: int, prefix: Sequence[str] = ()) -> Row:
     policies = write_policies(scratch / "policies-1", 1)
     env = clean_env(PYTHONDONTWRITEBYTECODE="1")
     imports: list[float] = []
 
     def ours() -> float:
         with world(1) as emu:
-            result = run_handler(code, policies, emu, scratch)
+            result = run_handler(code, policies, emu, scratch, prefix=prefix)
         expect_scaled(result, 1)
         imports.append(result["import"])
         return float(result["total"])
 
-    mine, sdk, ratio = alternate(ours, lambda: time_import(sdk310, SDK_MODULE, env=env), runs)
+    mine, sdk, ratio = alternate(
+        ours, lambda: time_import(sdk310, SDK_MODULE, env=env, prefix=prefix), runs
+    )
     note = f"import {statistics.median(imports) * 1e3:.0f} ms + first run"
     return Row("c", f"{mine * 1e3:.0f} ms vs {sdk * 1e3:.0f} ms", f"{ratio:.2f}x", note)
 
@@ -543,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--vcpu",
         type=float,
-        help="run the function's processes of d and f under this CPU quota (template.yml "
+        help="run the processes of c (both sides), d and f under this CPU quota (template.yml "
         "gives the function 0.35); needs root and a writable /sys/fs/cgroup",
     )
     opts = parser.parse_args(argv)
@@ -571,10 +574,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(fig_a(code, sdk310, opts.runs))
     if "b" in figures:
         rows.append(fig_b(sdk311, opts.source.resolve(), opts.runs))
+    prefix = cpu_quota(opts.vcpu) if opts.vcpu is not None else []
     if "c" in figures:
-        rows.append(fig_c(code, sdk310, scratch, opts.runs))
+        rows.append(fig_c(code, sdk310, scratch, opts.runs, prefix))
     if figures & {"d", "f"}:
-        prefix = cpu_quota(opts.vcpu) if opts.vcpu is not None else []
         fan = fig_d_f(code, scratch, opts.fanout_runs, prefix)
         rows += [r for r in fan if r.key[0] in figures]
 
@@ -584,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{run([PY310, '-V']).strip()} / {py311}, {os.cpu_count()} CPUs, "
         f"load {os.getloadavg()[0]:.2f}; medians of {opts.runs} alternated pairs "
         f"({opts.fanout_runs} for d, f)"
-        + (f"; d, f at {opts.vcpu:g} vCPU" if opts.vcpu is not None else "")
+        + (f"; c, d, f at {opts.vcpu:g} vCPU" if opts.vcpu is not None else "")
     )
     print(table(rows))
     return 0
