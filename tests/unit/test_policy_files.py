@@ -99,3 +99,40 @@ def test_the_same_text_under_another_path_is_its_own_policy(pdir: Path, tmp_path
     shutil.copy(pdir / "minimal.yaml", other / "minimal.yaml")
     a, b = policyfile.load([pdir])[0], policyfile.load([other])[0]
     assert a == b and a is not b  # messages name the file each came from
+
+
+def test_a_policy_set_larger_than_the_memo_bound_is_still_validated_once(
+    pdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fixed-size memo smaller than the function's policies was emptied by every load."""
+    monkeypatch.setattr(policyfile, "_CACHE_SIZE", 2)
+    monkeypatch.setattr(policyfile, "_validated", {})
+    text = (pdir / "minimal.yaml").read_text()
+    for i in range(4):
+        (pdir / f"more-{i}.yaml").write_text(text.replace("name: minimal", f"name: more-{i}"))
+    first = policyfile.load([pdir])
+    again = policyfile.load([pdir])
+    assert len(first) == 5
+    assert all(a is b for a, b in zip(first, again, strict=True))
+
+
+def test_the_memo_keeps_older_policies_only_within_its_bound(
+    pdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(policyfile, "_CACHE_SIZE", 2)
+    monkeypatch.setattr(policyfile, "_validated", {})
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(pdir / "minimal.yaml", other / "minimal.yaml")
+    a = policyfile.load([pdir])[0]
+    policyfile.load([other])  # two entries: both kept
+    assert policyfile.load([pdir])[0] is a
+    third = tmp_path / "third"
+    third.mkdir()
+    (third / "x.yaml").write_text((pdir / "minimal.yaml").read_text())
+    (third / "y.yaml").write_text(
+        (pdir / "minimal.yaml").read_text().replace("name: minimal", "name: y")
+    )
+    policyfile.load([third])  # four would exceed the bound: only these two are kept
+    assert len(policyfile._validated) == 2
+    assert policyfile.load([pdir])[0] is not a  # validated again
