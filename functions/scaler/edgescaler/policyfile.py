@@ -60,8 +60,8 @@ _PURE_ONLY = re.compile(r"[\t\ufeff]|(?:^|[\s\[{,:?-])!")
 # It holds every policy of the last load, however many, and older ones while the total stays
 # within _CACHE_SIZE (a process cycling through edits or directories).
 _CACHE_SIZE = 512
-_validated: dict[tuple[str, bytes], Policy] = {}
 _Memo = dict[tuple[str, bytes], Policy]
+_validated: _Memo = {}
 
 Loc = tuple[str | int, ...]
 
