@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from edgescaler import guard
+from edgescaler import guard, pipeline
 from edgescaler.activity import Activity, Status
 from edgescaler.actuator import Context, DryRunActuator, ScaleOutActuator
 from edgescaler.deadline import Deadline, DeadlineExceeded, budget
 from edgescaler.decision import decide
+from edgescaler.errors import ConfigError
 from edgescaler.passwords import Passwords
 from edgescaler.pipeline import Deps, run
 from edgescaler.report import OutcomeCode
@@ -75,6 +76,44 @@ def test_policies_not_begun_by_the_deadline_are_reported_deadline() -> None:
     rep = run(RunRequest("manual"), policies, deps, now=builders.NOW, dry_run=False)
     assert [o.outcome for o in rep.outcomes] == [OutcomeCode.DEADLINE] * 3
     assert all("deadline (5s) passed before this policy" in o.reason for o in rep.outcomes)
+
+
+@pytest.mark.parametrize("first", [0, 1, 2])
+def test_each_run_starts_at_another_policy_so_a_deadline_leaves_out_others(
+    first: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One worker, and a deadline that passes during the first policy evaluated: the policy the
+    run started with is the one evaluated, whichever it is; the report keeps the given order."""
+    monkeypatch.setattr(pipeline, "MAX_POLICY_WORKERS", 1)
+    clock = Clock()
+    deadline = Deadline(5, clock=clock)
+    started: list[str] = []
+
+    def cloud_for(region: str) -> Any:
+        clock.t += 6  # this policy took the run past its deadline
+        raise ConfigError("no cloud in this test")
+
+    def evaluated(policy: Any, *args: Any, **kwargs: Any) -> Any:
+        started.append(policy.name)
+        return real_evaluate(policy, *args, **kwargs)
+
+    real_evaluate = pipeline.evaluate
+    monkeypatch.setattr(pipeline, "evaluate", evaluated)
+    deps = Deps(
+        store=MemoryStore(),
+        cloud_for=cloud_for,
+        metrics_for=lambda p: NoCloud(),  # type: ignore[arg-type,return-value]
+        actuator=DryRunActuator(),
+        deadline=deadline,
+        first=lambda n: first,
+    )
+    policies = [builders.policy(name=f"p{i}", cluster_id=f"c{i:09d}abc") for i in range(3)]
+    rep = run(RunRequest("manual"), policies, deps, now=builders.NOW, dry_run=False)
+    assert started == [f"p{(first + k) % 3}" for k in range(3)]
+    assert [o.policy for o in rep.outcomes] == ["p0", "p1", "p2"]
+    assert [o.outcome for o in rep.outcomes] == [
+        OutcomeCode.ERROR if i == first else OutcomeCode.DEADLINE for i in range(3)
+    ]
 
 
 class RecordingCloud:

@@ -19,7 +19,9 @@ Fan-out: up to :data:`MAX_POLICY_WORKERS` policies at once, all their threads st
 any policy runs; their metric (and history) reads go to one pool shared by the run (at most
 :data:`MAX_READ_WORKERS` threads) while each policy's own thread reads its capacity. A run of
 50 policies is one wave, not seven, and read threads are started once per run, not once per
-policy.
+policy. Each run starts at a policy picked at random (``Deps.first``; the report keeps the given
+order): a run that cannot finish every policy before its deadline leaves out different ones each
+time, never the same clusters run after run.
 
 This module keeps the order and the I/O; the rules live in the pure modules. Dependencies come in
 through :class:`Deps`; the clock arrives as ``now``. The run's
@@ -31,6 +33,7 @@ themselves cut every read at the deadline.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -73,6 +76,8 @@ class Deps:
     metrics_for: Callable[[Policy], MetricSource]
     actuator: Actuator
     deadline: Deadline = field(default_factory=Deadline.never)
+    # The policy a run starts with, given their number (see run()); a seam for tests.
+    first: Callable[[int], int] = random.randrange
 
 
 def select(policies: Sequence[Policy], request: RunRequest) -> list[Policy]:
@@ -150,11 +155,18 @@ def run(
             gate.wait()
             return evaluate(policy, request, deps, now, reads=reads)
 
+        # When a run cannot finish all its policies (more than its deadline holds, or a slow
+        # API), the ones submitted last are reported `deadline`: each run starts at another
+        # policy, so no cluster is left out run after run. The report keeps the given order.
+        start = deps.first(len(policies)) % len(policies)
+        order = [*range(start, len(policies)), *range(start)]
+        futures: dict[int, Future[Outcome]] = {}
         try:
-            futures = [pool.submit(gated, p) for p in policies]
+            for i in order:
+                futures[i] = pool.submit(gated, policies[i])
         finally:
             gate.set()
-        rep.outcomes = [f.result() for f in futures]
+        rep.outcomes = [futures[i].result() for i in range(len(policies))]
     return rep
 
 
