@@ -418,3 +418,30 @@ def test_a_task_running_past_timeout_mins_is_recorded_timed_out(tmp_path: Path) 
         assert o["outcome"] == "in_flight" and "still running in the cloud" in o["reason"]
         assert len(w.posts()) == 1
         w.check_invariant()
+
+
+def test_a_timed_out_task_that_ends_late_takes_its_end_and_the_cooldown_after_it(
+    tmp_path: Path,
+) -> None:
+    """The nodes of a timed-out task may still come: when its task succeeds at last, the
+    activity is tracked to that end, and the cooldown runs from it (not merely the backoff
+    from the timeout)."""
+    clock = FakeClock()
+    world = build_world(
+        tmp_path, clock=clock, task_delay=40 * MIN, timeout_mins=15, load=100, max_step=3, **SHORT
+    )
+    with world as w:
+        assert w.outcome(RUN)["outcome"] == "scaled"
+        clock.advance(16 * MIN)
+        w.outcome(RUN)
+        assert only_activity(w).status == Status.TIMED_OUT
+        clock.advance(24.5 * MIN)  # the task ended at 40 min: now 40.5, within the cooldown
+        o = w.outcome(RUN)
+        act = only_activity(w)
+        assert act.status == Status.SUCCEEDED and act.ended_at is not None, act
+        assert o["outcome"] == "cooling_down" and "ended at" in o["reason"], o
+        assert len(w.posts()) == 1
+        clock.advance(MIN)  # the cooldown (1 min) after the task's end has passed
+        assert w.outcome(RUN)["outcome"] == "scaled"
+        assert len(w.posts()) == 2
+        w.check_invariant()

@@ -69,6 +69,14 @@ def test_cooldown_restarts_at_completion() -> None:
     ).allowed
 
 
+def test_the_cooldown_runs_from_the_latest_end_not_the_newest_activitys() -> None:
+    """#1 timed out, then its task ended late, after #2 had ended: the cooldown is #1's."""
+    late = act(1, Status.SUCCEEDED, timedelta(minutes=90), ended_ago=timedelta(minutes=4))
+    newer = act(2, Status.SUCCEEDED, timedelta(minutes=30), ended_ago=timedelta(minutes=20))
+    v = check(late, newer)
+    assert (v.outcome, v.blocking_seq) == ("cooling_down", 1) and "ended at" in v.reason
+
+
 def test_exact_boundary_allows() -> None:
     assert check(
         act(1, Status.SUCCEEDED, timedelta(minutes=10), ended_ago=timedelta(minutes=10))

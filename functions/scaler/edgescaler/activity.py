@@ -29,7 +29,9 @@ do the I/O around them and write the result back to the store::
 The others are **ended**. ``failed``, ``timed_out`` and ``rejected`` are provisioning failures
 (they drive the guard's backoff); ``rejected`` and ``throttled`` certainly added nothing (no
 cooldown, no budget used). A ``timed_out`` task may still bring nodes: the guard keeps holding
-the cluster while the cloud shows it running.
+the cluster while the cloud shows it running, and its task is still tracked, so that when it
+ends late the activity takes its real end (``succeeded`` or ``failed``, at the task's end time)
+and the cooldown after it applies.
 
 The record never holds a secret; its ``error`` is outside text and is redacted and cut when it
 is written (:meth:`Activity.to_json`).
@@ -69,6 +71,11 @@ ADDED_NOTHING = frozenset({Status.REJECTED, Status.THROTTLED})
 CLAIM_GRACE = timedelta(minutes=2)
 # A POST that went through shows up as a task at once; none after this long means it did not.
 RESOLVE_AFTER = timedelta(minutes=5)
+# A task created this long before a claim is not the claim's: resolve() never adopts one (a
+# cluster's task listing reaches back weeks), so a claim's prior_tasks need only name the tasks
+# created since. CS answers carry their time zone and CS and FC clocks agree to seconds: the
+# hour is slack.
+ADOPT_WINDOW = timedelta(hours=1)
 
 _TIMES = ("created_at", "updated_at", "ended_at", "retry_at")
 
@@ -196,17 +203,23 @@ def needs_resolution(act: Activity, now: datetime) -> bool:
     )
 
 
+def adoptable(task: TaskInfo, claimed_at: datetime) -> bool:
+    """Whether ``task`` may be the task of a claim made at ``claimed_at``: not created more than
+    :data:`ADOPT_WINDOW` before it (a task without a creation time may be)."""
+    return task.created is None or task.created >= claimed_at - ADOPT_WINDOW
+
+
 def resolve(
     act: Activity, scale_out_tasks: Sequence[TaskInfo], log: Sequence[Activity], now: datetime
 ) -> Activity | None:
     """Did an ambiguous scale-out go through? The new state, or None while undecided.
 
-    A scale-out task of the cluster that is neither in the activity's ``prior_tasks`` nor any
-    other activity's is its task → ``submitted``. No such task RESOLVE_AFTER after the claim →
-    ``rejected`` (it did not go through).
+    A scale-out task of the cluster, :func:`adoptable` by the claim, that is neither in the
+    activity's ``prior_tasks`` nor any other activity's is its task → ``submitted`` (the oldest
+    such). No such task RESOLVE_AFTER after the claim → ``rejected`` (it did not go through).
     """
     taken = {a.task_id for a in log if a.task_id} | set(act.prior_tasks)
-    mine = [t for t in scale_out_tasks if t.task_id not in taken]
+    mine = [t for t in scale_out_tasks if t.task_id not in taken and adoptable(t, act.created_at)]
     if mine:
         task = min(mine, key=lambda t: (t.created or now, t.task_id))
         return act.with_status(
@@ -226,12 +239,19 @@ def resolve(
     return None
 
 
+def tracked(act: Activity) -> bool:
+    """Whether :func:`track` follows ``act``'s task: a submitted one, or a timed-out one (its
+    task may still end, and bring nodes)."""
+    return act.status in (Status.SUBMITTED, Status.TIMED_OUT) and bool(act.task_id)
+
+
 def track(act: Activity, task: TaskInfo, now: datetime) -> Activity | None:
-    """A submitted activity against its task: the new state, or None while it runs.
+    """A :func:`tracked` activity against its task: the new state, or None while it runs.
 
     Success or failure ends it at the task's own end time — but never later than ``now``: a time
-    zone misread by the API must not stretch the cooldown into the future. Still running after
-    the policy's ``timeout_mins`` → ``timed_out``.
+    zone misread by the API must not stretch the cooldown into the future. A submitted one still
+    running after the policy's ``timeout_mins`` → ``timed_out``; a timed-out one changes only
+    when its task ends.
     """
     ended = min(task.updated, now) if task.updated else now
     if task.phase == TaskPhase.SUCCESS:
@@ -240,6 +260,8 @@ def track(act: Activity, task: TaskInfo, now: datetime) -> Activity | None:
         return act.with_status(
             Status.FAILED, now, ended_at=ended, error=f"task {task.state}: {task.failure}"
         )
+    if act.status == Status.TIMED_OUT:
+        return None
     if act.timeout_mins and now - act.created_at > timedelta(minutes=act.timeout_mins):
         return act.with_status(
             Status.TIMED_OUT, now, error=f"task still {task.state} after {act.timeout_mins} min"

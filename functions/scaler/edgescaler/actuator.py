@@ -69,8 +69,9 @@ class Context:
     """What the actuator needs to know about the current run.
 
     ``lookback``: how far back the pipeline read the log (for re-reads after a lost claim);
-    ``prior_tasks``: the cluster's scale-out task ids before this scale-out (kept in the claim
-    so that an ambiguous POST can be resolved later).
+    ``prior_tasks``: the cluster's scale-out task ids before this scale-out, those a resolution
+    could otherwise adopt (:func:`~edgescaler.activity.adoptable`); kept in the claim so that an
+    ambiguous POST can be resolved later.
     """
 
     now: datetime
@@ -195,7 +196,7 @@ class ScaleOutActuator:
         # Stamped when it is made, not when the run began: other runs count CLAIM_GRACE and
         # RESOLVE_AFTER from created_at, and a long run (EDGESCALER_DEADLINE) may claim minutes
         # after its start, its POST still in flight when an older stamp would call it dead.
-        claimed_at = self._clock() if self._clock is not None else ctx.now
+        claimed_at = self._now(ctx)
         claim = Activity(
             cluster_id=cluster,
             seq=seq,
@@ -223,11 +224,14 @@ class ScaleOutActuator:
         try:
             result = self._cloud_for(policy.region).scale_out(cluster, body)
         except CSApiError as exc:
+            # Every state after the POST is stamped when its answer came: a hold or a backoff
+            # counted from the run's start would be shorter by however long the run took.
+            answered = self._now(ctx)
             if exc.throttled:
-                return self._throttled(claim, activities, exc, ctx, outcome), None
+                return self._throttled(claim, activities, exc, answered, outcome), None
             ended = lifecycle.post_failed(
                 claim,
-                ctx.now,
+                answered,
                 error=str(exc),
                 request_id=exc.request_id,
                 may_have_acted=exc.status >= 500,
@@ -235,13 +239,17 @@ class ScaleOutActuator:
             return self._finish_failed(ended, outcome), ended
         except CSTransportError as exc:
             ended = lifecycle.post_failed(
-                claim, ctx.now, error=str(exc), request_id=None, may_have_acted=exc.may_have_acted
+                claim,
+                self._now(ctx),
+                error=str(exc),
+                request_id=None,
+                may_have_acted=exc.may_have_acted,
             )
             return self._finish_failed(ended, outcome), ended
         finally:
             del body  # drop the only structure holding the clear password
 
-        done = lifecycle.after_post(claim, result, ctx.now)
+        done = lifecycle.after_post(claim, result, self._now(ctx))
         note = ""
         try:
             self._store.update(done)
@@ -264,12 +272,12 @@ class ScaleOutActuator:
         claim: Activity,
         activities: Sequence[Activity],
         exc: CSApiError,
-        ctx: Context,
+        answered: datetime,
         outcome: Callable[..., Outcome],
     ) -> Outcome:
         delay = guard.throttle_delay(activities, exc.retry_after, 0.5 + self._jitter() / 2)
         ended = lifecycle.post_throttled(
-            claim, ctx.now, error=str(exc), request_id=exc.request_id, retry_at=ctx.now + delay
+            claim, answered, error=str(exc), request_id=exc.request_id, retry_at=answered + delay
         )
         self._write(ended)
         return outcome(
@@ -279,6 +287,10 @@ class ScaleOutActuator:
             request_id=exc.request_id,
             activity_seq=claim.seq,
         )
+
+    def _now(self, ctx: Context) -> datetime:
+        """The time now: the runtime's clock, else (tests without one) the run's start."""
+        return self._clock() if self._clock is not None else ctx.now
 
     def _finish_failed(self, ended: Activity, outcome: Callable[..., Outcome]) -> Outcome:
         self._write(ended)

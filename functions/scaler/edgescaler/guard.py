@@ -90,13 +90,17 @@ def check(policy: Policy, activities: Sequence[Activity], *, now: datetime) -> V
         else:
             why = "its outcome is unknown until the cluster's tasks show whether it went through"
         return Verdict(False, IN_FLIGHT, f"{_describe(a)}: {why}", a.seq)
-    if last is not None and last.ended_at is not None and now < last.ended_at + cooldown:
+    # The latest end, not the last activity's: a timed-out task that ends late (tracked on,
+    # activity.track) may end after a newer scale-out did.
+    ended = [a for a in added if a.ended_at is not None]
+    latest = max(ended, key=lambda a: (_end(a), a.seq)) if ended else None
+    if latest is not None and now < _end(latest) + cooldown:
         return Verdict(
             False,
             COOLING_DOWN,
-            f"{_describe(last)} ended at {_stamp(last.ended_at)}; "
-            f"cooldown until {_stamp(last.ended_at + cooldown)}",
-            last.seq,
+            f"{_describe(latest)} ended at {_stamp(_end(latest))}; "
+            f"cooldown until {_stamp(_end(latest) + cooldown)}",
+            latest.seq,
         )
     verdict = backoff(
         activities,

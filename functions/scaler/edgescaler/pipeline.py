@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 
 from edgescaler import activity as lifecycle
 from edgescaler import guard, offline
-from edgescaler.activity import Activity, Status
+from edgescaler.activity import Activity
 from edgescaler.actuator import Actuator, Context
 from edgescaler.cloud.model import Capacity, CloudAPI, TaskInfo, TaskPhase, scale_out_tasks
 from edgescaler.deadline import Deadline
@@ -66,7 +66,6 @@ LOOKBACK = timedelta(days=1)
 MAX_POLICY_WORKERS = 64
 # Threads for the run's metric and history reads, shared by its policies.
 MAX_READ_WORKERS = 128
-MAX_PRIOR_TASKS = 200
 
 
 @dataclass(frozen=True)
@@ -329,7 +328,8 @@ def _evaluate(
         trigger=request.trigger,
         event_key=request.event_key,
         lookback=since,
-        prior_tasks=tuple(t.task_id for t in tasks[:MAX_PRIOR_TASKS]),
+        # Every listed task that resolve() could otherwise take for this claim's own.
+        prior_tasks=tuple(t.task_id for t in tasks if lifecycle.adoptable(t, now)),
     )
     return deps.actuator.execute(policy, result.decision, activities, ctx)
 
@@ -337,12 +337,13 @@ def _evaluate(
 def refresh_open(
     activities: Sequence[Activity], cloud: CloudAPI, actuator: Actuator, now: datetime
 ) -> list[Activity]:
-    """Bring open activities up to date with the cloud, recording what changed.
+    """Bring open (and timed-out) activities up to date with the cloud, recording what changed.
 
     Ambiguous ones (:func:`~edgescaler.activity.needs_resolution`) are resolved against the
-    cluster's scale-out tasks (one DescribeClusterTasks for all of them); submitted ones are
-    tracked against their task (DescribeTaskInfo). Anything that cannot be read leaves the
-    activity as it is: the guard keeps holding the cluster.
+    cluster's scale-out tasks (one DescribeClusterTasks for all of them); submitted and timed-out
+    ones are tracked against their task (DescribeTaskInfo; :func:`~edgescaler.activity.tracked`).
+    Anything that cannot be read leaves the activity as it is: the guard keeps holding the
+    cluster.
     """
     out = list(activities)
     ambiguous = [i for i, a in enumerate(out) if lifecycle.needs_resolution(a, now)]
@@ -358,7 +359,7 @@ def refresh_open(
             for i in ambiguous:
                 out[i] = _record(actuator, out[i], lifecycle.resolve(out[i], tasks, out, now))
     for i, act in enumerate(out):
-        if act.status == Status.SUBMITTED and act.task_id:
+        if lifecycle.tracked(act) and act.task_id:
             try:
                 task = cloud.describe_task(act.task_id)
             except CloudError as exc:
