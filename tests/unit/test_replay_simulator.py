@@ -85,6 +85,22 @@ def test_cooldown_and_in_flight_space_the_calls() -> None:
     assert all(e.add == 1 for e in r.events)
 
 
+def test_a_timed_out_task_that_ends_late_is_followed_and_cooled_down_after() -> None:
+    """Provisioning takes 10 minutes, the policy gives it 5: each scale-out is recorded
+    timed_out, held while its task runs, and followed to its late end; the cooldown runs from
+    that end, as in the product, not just the backoff from the timeout."""
+    threshold = policy(
+        cooldown="5m",
+        limits={"min_nodes": 0, "max_nodes": 100, "max_step": 10},
+        rules=[{"type": "threshold", "metric": "load", "above": 0, "add": 1}],
+        scale_out={"timeout_mins": 5},
+    )
+    r = run(threshold, [100.0] * 120)
+    gaps = {b.at - a.at for a, b in zip(r.events, r.events[1:], strict=False)}
+    assert gaps == {15 * 60}
+    assert r.score.nodes_added == len(r.events)
+
+
 def test_gaps_are_never_scored_nor_read_as_zero() -> None:
     values: list[float | None] = [50.0] * 3 + [None] * 10 + [50.0] * 3
     r = run(tt(), values, initial=5)

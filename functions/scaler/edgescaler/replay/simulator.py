@@ -207,7 +207,8 @@ def simulate(
             moved = lifecycle.track(acts[k], _task_info(policy, task_id, "running", now), now)
             if moved is not None:
                 acts[k] = moved
-                del open_[task_id]
+                if not lifecycle.tracked(moved):  # a timed-out one is followed to its end
+                    del open_[task_id]
         since = now - LOOKBACK
         while lo + 1 < len(acts) and acts[lo + 1].created_at < since and not acts[lo].is_open:
             lo += 1
