@@ -573,18 +573,86 @@ def test_list_nodes_uses_the_page_size_the_server_reports() -> None:
     assert len(listed) == 250
 
 
-@pytest.mark.parametrize(
-    ("total", "requests"),
-    [(-1, 3), (10_000, 4)],
-    ids=["no-total-stops-on-short-page", "wrong-total-stops-on-empty-page"],
-)
-def test_list_nodes_stops_without_a_usable_total(total: int, requests: int) -> None:
+def test_list_nodes_stops_on_a_short_page_without_a_total() -> None:
     nodes, _ = _fleet()
-    app = App(NodePages(nodes, total=total))
+    app = App(NodePages(nodes, total=-1))
     with client(app) as c:
         listed = c.list_nodes(CLUSTER)
-    assert len(app.seen) == requests
+    assert len(app.seen) == 3
     assert len(listed) == 250
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        ({"page": {"total_count": 9}}, "page 1 has no 'nodes' list"),
+        ({"nodes": None, "page": {"total_count": 9}}, "page 1 has no 'nodes' list"),
+        ({"Nodes": [], "page": {"total_count": 9}}, "page 1 has no 'nodes' list"),
+        ({"nodes": "i-1", "page": {}}, "page 1 has no 'nodes' list"),
+        ({"nodes": [1, 2], "page": {}}, "an item of 'nodes' is no object"),
+        ({"nodes": [], "page": {"total_count": 9}}, "page 1 is empty after 0 of 9"),
+    ],
+    ids=["missing", "null", "other-case", "not-a-list", "not-objects", "empty-before-total"],
+)
+def test_a_node_listing_that_does_not_add_up_is_an_error_not_fewer_nodes(
+    answer: dict[str, Any], why: str
+) -> None:
+    """A low count adds nodes: an answer that cannot be counted fails the read instead."""
+    with client(App(ok(answer))) as c:
+        exc = raised(CSTransportError, lambda: c.list_nodes(CLUSTER))
+    assert why in str(exc) and "does not add up" in str(exc)
+
+
+def test_a_node_listing_whose_total_is_never_reached_is_an_error() -> None:
+    nodes, _ = _fleet()
+    with client(App(NodePages(nodes, total=10_000))) as c:
+        exc = raised(CSTransportError, lambda: c.list_nodes(CLUSTER))
+    assert "page 4 is empty after 250 of 10000" in str(exc)
+
+
+def test_a_node_listing_that_ends_short_of_its_total_is_an_error() -> None:
+    def short(request: httpx.Request) -> httpx.Response:
+        number = int(request.url.params["pageNumber"])
+        items = [_node(i, "Worker", "ens.sn1.tiny", "running") for i in range(number * 10)][:10]
+        page = {"page_number": number, "page_size": 100, "total_count": 150}
+        return httpx.Response(200, json={"nodes": items, "page": page})
+
+    with client(App(short)) as c:
+        exc = raised(CSTransportError, lambda: c.list_nodes(CLUSTER))
+    assert "ended after 20 of 150" in str(exc)
+
+
+def test_an_empty_cluster_may_say_null() -> None:
+    with client(App(ok({"nodes": None, "page": {"total_count": 0}}))) as c:
+        assert c.list_nodes(CLUSTER) == []
+
+
+@pytest.mark.parametrize(
+    ("node", "why"),
+    [
+        ({"instance_id": "i-1", "state": "running"}, "no instance_role"),
+        ({"instance_id": "i-1", "instance_role": "Worker", "state": "running"}, "instance_type"),
+        (
+            {"instance_id": "i-1", "instance_role": "Worker", "instance_type": "ens.sn1.tiny"},
+            "state None",
+        ),
+        (
+            {
+                "instance_id": "i-1",
+                "instance_role": "Worker",
+                "instance_type": "ens.sn1.tiny",
+                "state": "hibernating",
+            },
+            "state 'hibernating'",
+        ),
+    ],
+    ids=["no-role", "worker-without-type", "ens-worker-without-state", "unknown-state"],
+)
+def test_a_node_that_cannot_be_counted_is_an_error(node: dict[str, Any], why: str) -> None:
+    answer = {"nodes": [node], "page": {"total_count": 1}}
+    with client(App(ok(answer))) as c:
+        exc = raised(CSTransportError, lambda: c.list_nodes(CLUSTER))
+    assert "node 1 of 1" in str(exc) and why in str(exc), str(exc)
 
 
 def test_list_nodes_retries_a_failed_page() -> None:
@@ -695,8 +763,8 @@ def test_list_tasks_is_lenient_and_paged() -> None:
             {"task_id": "T-1", "state": "running", "created": "2024-05-01T10:00:00Z"},
             {"task_id": "T-2", "task_type": "cluster_scaleout", "error": None},
             {"state": "success"},
-            "not-an-object",
             {"task_id": "T-4", "state": "failed", "error": {"Code": "X", "Message": "Y"}},
+            {"task_id": "T-5", "state": "success"},
         ]
         chunk = tasks[(number - 1) * 2 : number * 2]
         info = {"page_number": number, "page_size": 2, "total_count": 5}
@@ -713,9 +781,29 @@ def test_list_tasks_is_lenient_and_paged() -> None:
         ("T-2", "", "running"),
         ("", "success", "success"),
         ("T-4", "failed", "failed"),
+        ("T-5", "success", "success"),
     ]
     assert tasks[0].created == datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
     assert (tasks[3].error_code, tasks[3].error_message) == ("X", "Y")
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        ({"Tasks": [{"task_id": "T-9", "state": "running"}]}, "page 1 has no 'tasks' list"),
+        ({"tasks": None, "page_info": {"total_count": 3}}, "page 1 has no 'tasks' list"),
+        ({"tasks": [{"task_id": "T-9"}, "x"]}, "an item of 'tasks' is no object"),
+        ({"tasks": [], "page_info": {"total_count": 3}}, "page 1 is empty after 0 of 3"),
+    ],
+    ids=["other-case", "null-with-a-total", "not-an-object", "empty-before-total"],
+)
+def test_a_task_listing_that_does_not_add_up_is_an_error_not_fewer_tasks(
+    answer: dict[str, Any], why: str
+) -> None:
+    """A task missed here could let an ambiguous scale-out be resolved as never sent."""
+    with client(App(ok(answer))) as c:
+        exc = raised(CSTransportError, lambda: c.list_tasks(CLUSTER))
+    assert why in str(exc)
 
 
 def test_list_tasks_stops_at_max_pages() -> None:

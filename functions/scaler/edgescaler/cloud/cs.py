@@ -55,6 +55,7 @@ from edgescaler.cloud.signing import encode_query, new_nonce, percent_encode
 from edgescaler.deadline import Deadline, DeadlineExceeded
 from edgescaler.errors import ConfigError, CSApiError, CSTransportError
 from edgescaler.outside import message as outside_message
+from edgescaler.outside import quote as outside_quote
 from edgescaler.sensitive import Secret
 
 API_VERSION = "2015-12-15"
@@ -220,6 +221,23 @@ def _task_from(item: Mapping[str, Any], task_id: str = "") -> TaskInfo:
         task_result=task_result,
         raw=dict(item),
     )
+
+
+def _shapeless(action: str, detail: str) -> CSTransportError:
+    """A 2xx answer whose listing does not hold together (a GET: nothing was acted on)."""
+    return CSTransportError(action=action, detail=f"answer does not add up: {detail}")
+
+
+def _uncountable(item: Mapping[str, Any], node: Node) -> str | None:
+    """Why ``node`` (from ``item``) cannot be counted, or None."""
+    if not isinstance(item.get("instance_role"), str):
+        return "no instance_role"
+    if (node.instance_role or "").strip().lower() == "worker":
+        if not isinstance(item.get("instance_type"), str):
+            return "a worker without an instance_type"
+        if node.is_edge_worker and not node.known_state:
+            return f"an ENS worker in state {outside_quote(item.get('state'))}, not one it knows"
+    return None
 
 
 def _node_from(item: Mapping[str, Any]) -> Node:
@@ -431,7 +449,11 @@ class CSClient:
         """All nodes of the cluster, every DescribeClusterNodes page (``pageNumber``/``pageSize``).
 
         Stops when ``page_number * page_size >= total_count`` (using the page size the server
-        reports, in case it capped ours), on an empty page, or, without a total, on a short page.
+        reports, in case it capped ours), or, without a total, on a short or empty page. The
+        count decides scale-outs, and a low one adds nodes, so an answer that does not add up is a
+        :class:`CSTransportError`, never a smaller cluster: see :meth:`_pages`, and a node without
+        an ``instance_role``, a worker without an ``instance_type``, or an ENS worker in a
+        ``state`` this client does not know.
         """
         path = f"/clusters/{_segment(cluster_id, 'cluster id')}/nodes"
         items = self._pages(
@@ -441,15 +463,24 @@ class CSClient:
             ("nodes", "page"),
             page_size,
             _MAX_NODE_PAGES,
+            whole=True,
         )
-        return [_node_from(i) for i in items]
+        nodes = [_node_from(i) for i in items]
+        for n, (item, node) in enumerate(zip(items, nodes, strict=True), 1):
+            problem = _uncountable(item, node)
+            if problem:
+                raise _shapeless("DescribeClusterNodes", f"node {n} of {len(items)}: {problem}")
+        return nodes
 
     def list_tasks(
         self, cluster_id: str, *, page_size: int = 50, max_pages: int = 20
     ) -> list[TaskInfo]:
         """Recent tasks of the cluster (DescribeClusterTasks, ``page_size``/``page_number``).
 
-        Items missing fields are kept (``state`` ``""`` reads as running); at most ``max_pages``.
+        Items missing fields are kept (``state`` ``""`` reads as running); at most ``max_pages``
+        (the newest tasks come first). A listing that does not hold together is a
+        :class:`CSTransportError` (:meth:`_pages`): a task missed here could let an ambiguous
+        scale-out be resolved as never sent.
         """
         path = f"/clusters/{_segment(cluster_id, 'cluster id')}/tasks"
         items = self._pages(
@@ -470,21 +501,44 @@ class CSClient:
         keys: tuple[str, str],
         page_size: int,
         max_pages: int,
+        *,
+        whole: bool = False,
     ) -> list[Mapping[str, Any]]:
         """Every item of a paged listing: ``params`` are the (number, size) query names the
-        action uses, ``keys`` the (items, page info) response keys."""
+        action uses, ``keys`` the (items, page info) response keys.
+
+        A listing that does not hold together is a :class:`CSTransportError`, not fewer items: a
+        page whose items are not a list of objects (missing or null only with a total of 0), an
+        empty page before the total was read, and, with ``whole``, fewer items than the total or
+        more pages than ``max_pages`` (without ``whole`` the listing stops there).
+        """
         number_param, size_param = params
         items_key, page_key = keys
         out: list[Mapping[str, Any]] = []
+        total: int | None = None
         for number in range(1, max_pages + 1):
             payload = self._get(action, path, {number_param: number, size_param: page_size})
-            items = payload.get(items_key)
-            items = items if isinstance(items, list) else []
-            out.extend(i for i in items if isinstance(i, Mapping))
             page = payload.get(page_key)
             page = page if isinstance(page, Mapping) else {}
-            if not items or self._last_page(page, number, page_size, len(items)):
-                break
+            total = _as_int(page.get("total_count"))
+            items = payload.get(items_key)
+            if items is None and total == 0:
+                items = []
+            if not isinstance(items, list):
+                raise _shapeless(action, f"page {number} has no {items_key!r} list")
+            if not all(isinstance(i, Mapping) for i in items):
+                raise _shapeless(action, f"page {number}: an item of {items_key!r} is no object")
+            out.extend(items)
+            if not items:
+                if total is not None and len(out) < total:
+                    raise _shapeless(action, f"page {number} is empty after {len(out)} of {total}")
+                return out
+            if self._last_page(page, number, page_size, len(items)):
+                if whole and total is not None and len(out) < total:
+                    raise _shapeless(action, f"the listing ended after {len(out)} of {total}")
+                return out
+        if whole:
+            raise _shapeless(action, f"still more after {max_pages} pages")
         return out
 
     # -- plumbing

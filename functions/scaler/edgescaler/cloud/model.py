@@ -29,6 +29,10 @@ from edgescaler.codes import Code
 _FAILED_STATES = frozenset({"fail", "failed", "timeout", "canceled", "cancelled"})
 _READY_NODE_STATES = frozenset({"running"})
 _JOINING_NODE_STATES = frozenset({"starting", "pending", "initial"})
+# Node states (DescribeClusterNodes, cs-api.md §2.4) that add no capacity.
+_INACTIVE_NODE_STATES = frozenset(
+    {"stopping", "stopped", "removing", "failed", "deleting", "deleted", "released"}
+)
 # The task type of a ScaleOutCluster task (DescribeClusterTasks).
 SCALE_OUT_TASK_TYPES = frozenset({"cluster_scaleout"})
 
@@ -113,6 +117,13 @@ class Node:
         role = (self.instance_role or "").strip().lower()
         itype = (self.instance_type or "").strip().lower()
         return role == "worker" and itype.startswith("ens.")
+
+    @property
+    def known_state(self) -> bool:
+        """Whether :attr:`lifecycle` comes from a state CS documents (an unknown one, or none,
+        reads as ``inactive``: a client that counts must refuse it rather than count low)."""
+        state = (self.state or "").strip().lower()
+        return state in _READY_NODE_STATES | _JOINING_NODE_STATES | _INACTIVE_NODE_STATES
 
     @property
     def lifecycle(self) -> str:
