@@ -5,6 +5,7 @@ and on the trigger parser that uses it."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -53,6 +54,32 @@ def test_safejson_keeps_what_is_fine() -> None:
         "n": 12.5,
     }
     assert safejson.loads('{"big": ' + "9" * 40 + "}")["big"] == int("9" * 40)
+
+
+def test_an_unterminated_string_is_skipped_in_one_match_not_rescanned_from_every_quote() -> None:
+    """A string pattern that needs its closing quote fails on '"\\"\\"...' and the search
+    restarts at the next quote inside it, each attempt scanning to the end: quadratic (a 256 KiB
+    event of escaped quotes took 300 s). One match to the end is linear."""
+    text = '[["' + '\\"' * 1000 + "[[[["
+    match = safejson._STRING.search(text)
+    assert match is not None and match.span() == (2, len(text))
+    assert safejson.nesting_depth(text) == 2
+    with pytest.raises(safejson.JSONError, match="not JSON"):
+        safejson.loads(text)
+
+
+def test_an_event_of_escaped_quotes_ends_long_before_its_deadline() -> None:
+    """The whole handler on the 256 KiB event that used to run for 300 s (a guard against a
+    hang, not a speed assertion: it takes milliseconds)."""
+    from edgescaler.handler import handle
+
+    event = b'"' + b'\\"' * 131_071
+    result: list[dict[str, object]] = []
+    worker = threading.Thread(target=lambda: result.append(handle(event, None)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive() and result, "the handler did not finish within 60 s"
+    assert "not JSON" in str(result[0]["error"])
 
 
 # -- redaction and quoting ------------------------------------------------------------------------

@@ -16,8 +16,12 @@ from typing import Any
 
 MAX_DEPTH = 64
 MAX_NUMBER_DIGITS = 40
-# A JSON string (with escapes), matched without backtracking; and anything but a bracket.
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+# A JSON string (with escapes), matched without backtracking; and anything but a bracket. The
+# closing quote is optional: an unterminated string then runs to the end of the text in one match
+# (the text is not JSON anyway), where a required quote would fail and make the search start
+# again at the next quote inside it, scanning to the end each time (quadratic: 64 KiB of \" took
+# 17 s).
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
