@@ -136,3 +136,16 @@ def test_the_memo_keeps_older_policies_only_within_its_bound(
     policyfile.load([third])  # four would exceed the bound: only these two are kept
     assert len(policyfile._validated) == 2
     assert policyfile.load([pdir])[0] is not a  # validated again
+
+
+def test_a_problem_is_one_bounded_line_whatever_the_file_name_and_values(tmp_path: Path) -> None:
+    d = tmp_path / "evil\nINJECTED: ok line"
+    d.mkdir()
+    text = VALID.read_text().replace("metric: cpu_util", "metric: " + "m" * 100_000)
+    (d / "a.yaml").write_text(text)
+    with pytest.raises(PolicyError) as info:
+        policyfile.load([d])
+    (problem,) = info.value.problems
+    line = str(problem)
+    assert "\n" not in line and len(line) <= 600
+    assert "unknown metric" in line

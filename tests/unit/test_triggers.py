@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from edgescaler.errors import EventError
@@ -20,6 +22,27 @@ def test_timer_payload_is_a_json_string_decoded_twice() -> None:
     r = parse_event(load_event("timer-with-payload.json"))
     assert (r.trigger, r.policies, r.dry_run) == ("timer", ("beijing-edge",), True)
     assert r.event_key == "timer:every-minute:2026-11-27T07:06:00Z"
+
+
+@pytest.mark.parametrize(
+    "name", ["x" * 129, "every\nminute", "tab\there", "a" * 200_000 + "\nINJECTED"]
+)
+def test_a_timer_name_that_is_no_trigger_name_is_refused_in_one_short_line(name: str) -> None:
+    event = json.dumps({"triggerName": name, "triggerTime": "2026-11-27T07:05:00Z"}).encode()
+    with pytest.raises(EventError) as info:
+        parse_event(event)
+    text = str(info.value)
+    assert "triggerName" in text and "\n" not in text and len(text) < 200
+
+
+def test_the_report_shows_the_event_key_as_one_short_line() -> None:
+    from datetime import datetime, timezone
+
+    from edgescaler.report import RunReport
+
+    rep = RunReport("timer", "timer:" + "k" * 5000 + "\nX", False, datetime.now(timezone.utc))
+    key = rep.to_dict()["event_key"]
+    assert "\n" not in key and len(key) <= 300
 
 
 @pytest.mark.parametrize("raw", [b"", b"   \n", None, b"{}"])

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgescaler.outside import MAX_REASON, one_line
+
 
 class EdgescalerError(Exception):
     """Base class; ``str(err)`` is a complete one-line message."""
@@ -43,10 +45,11 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        """One line of at most :data:`~edgescaler.outside.MAX_REASON` characters, whatever the
+        file name or the values the message quotes."""
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
+        field = f"{self.field}: " if self.field else ""
+        return one_line(f"{where}: {field}{self.message}", MAX_REASON)
 
 
 class PolicyError(EdgescalerError):

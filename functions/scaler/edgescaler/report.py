@@ -105,7 +105,7 @@ class RunReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "trigger": self.trigger,
-            "event_key": self.event_key,
+            "event_key": message(self.event_key) if self.event_key else None,
             "dry_run": self.dry_run,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,

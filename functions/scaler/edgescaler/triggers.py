@@ -51,6 +51,7 @@ from edgescaler.outside import message, quote
 MAX_EVENT_BYTES = 256 * 1024
 _MANUAL_KEYS = frozenset({"policies", "dry_run", "request_id", "reason"})
 _TIMER_KEYS = frozenset({"triggerTime", "triggerName", "payload"})
+MAX_TRIGGER_NAME = 128
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -328,6 +329,13 @@ def _timer(data: dict[str, Any]) -> RunRequest:
     when = data.get("triggerTime")
     if not isinstance(name, str) or not name.strip():
         raise EventError("timer event: triggerName must be a non-empty string")
+    # FC trigger names are at most 128 characters; the name goes into the event key (the store,
+    # the report, every log line), which must stay one short line.
+    if len(name) > MAX_TRIGGER_NAME or not name.isprintable():
+        raise EventError(
+            f"timer event: triggerName {quote(name)} is not a trigger name (at most "
+            f"{MAX_TRIGGER_NAME} printable characters)"
+        )
     if not isinstance(when, str):
         raise EventError("timer event: triggerTime must be a string like 2026-11-27T07:05:00Z")
     try:
