@@ -91,6 +91,24 @@ def test_fc_context_credentials_sign_the_calls_and_the_report_is_logged_as_json_
         assert secret not in str(report)
 
 
+def test_an_event_cannot_turn_the_deployments_dry_run_off(
+    fc: tuple[Emulator, dict[str, str]],
+) -> None:
+    """EDGESCALER_DRY_RUN=true is the deployment's switch: a console event saying
+    "dry_run": false still runs dry, and the report says so."""
+    emu, env = fc
+    env = {**env, "EDGESCALER_DRY_RUN": "true"}
+    report = handle(b'{"dry_run": false, "request_id": "ops-1"}', context(), env=env)
+    (o,) = report["outcomes"]
+    assert report["dry_run"] is True and o["outcome"] == "dry_run", o
+    assert "the event's dry_run false was not followed" in report["note"]
+    assert emu.scale_out_calls() == []
+    # and with the switch off, the event's own dry run is followed
+    report = handle(b'{"dry_run": true, "request_id": "ops-2"}', context(), env=fc[1])
+    assert report["dry_run"] is True and report["note"] is None
+    assert emu.scale_out_calls() == []
+
+
 def test_without_any_credentials_nothing_is_called(fc: tuple[Emulator, dict[str, str]]) -> None:
     emu, env = fc
     (o,) = handle(b"", None, env=env)["outcomes"]

@@ -158,9 +158,11 @@ def _execute(
             "unknown", None, True, started_at=started, finished_at=now(), error=message(exc)
         )
 
-    dry_run = force_dry_run or (
-        request.dry_run if request.dry_run is not None else settings.dry_run
-    )
+    # EDGESCALER_DRY_RUN=true is the deployment's switch: an event may ask for a dry run, never
+    # turn one into a real scale-out (a console test event with "dry_run": false, a timer
+    # payload).
+    dry_run = force_dry_run or settings.dry_run or bool(request.dry_run)
+    overruled = settings.dry_run and request.dry_run is False
     from edgescaler.pipeline import Deps, run
     from edgescaler.runtime import Runtime
 
@@ -181,6 +183,9 @@ def _execute(
         )
     finally:
         runtime.close()
+    if overruled:
+        said = "EDGESCALER_DRY_RUN is true: the event's dry_run false was not followed"
+        report.note = f"{report.note}; {said}" if report.note else said
     report.finished_at = now()
     return report
 
