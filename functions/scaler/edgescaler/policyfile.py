@@ -38,7 +38,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from edgescaler.errors import PolicyError, Problem
-from edgescaler.outside import one_line
+from edgescaler.outside import one_line, quote
 from edgescaler.policy import FieldError, Policy
 
 SUFFIXES = (".yaml", ".yml")
@@ -102,6 +102,16 @@ def _compose(text: str, loader: Any) -> yaml.Node | None:
     return node
 
 
+# Numbers as written: YAML 1.1 also reads 1:30 as 90 (sexagesimal), 1_000 as 1000, 0x10 as 16,
+# 017 as 15 (octal) and 0b11 as 3, and a policy must not mean something else than it shows.
+# (.inf and .nan pass: the policy's own checks name them.)
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+_PLAIN_NUMBER = re.compile(
+    r"[-+]?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?\Z|[-+]?\.[0-9]+(?:[eE][-+]?[0-9]+)?\Z"
+    r"|[-+]?\.(?:inf|Inf|INF|nan|NaN|NAN)\Z"
+)
+
+
 class _Builder:
     """Builds plain Python data from a composed YAML node tree, noting each path's line.
 
@@ -117,6 +127,13 @@ class _Builder:
         self._nodes = 0
 
     def _scalar(self, node: yaml.Node) -> Any:
+        if node.tag in _NUMBER_TAGS and not node.style and not _PLAIN_NUMBER.match(node.value):
+            raise _Refused(
+                node.start_mark.line + 1,
+                f"{quote(node.value)} does not read as written (YAML 1.1 reads 1:30 as 90, "
+                f"1_000 as 1000, 0x10 as 16, 017 as 15); write the number plainly, a duration "
+                f"as 90s, 1m30s or 1h30m",
+            )
         try:
             return self._loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:  # a tag the safe constructor does not know (!foo)
