@@ -127,7 +127,8 @@ class _Builder:
         self._nodes = 0
 
     def _scalar(self, node: yaml.Node) -> Any:
-        if node.tag in _NUMBER_TAGS and not node.style and not _PLAIN_NUMBER.match(node.value):
+        plain = isinstance(node, yaml.ScalarNode) and not node.style  # "" from libyaml
+        if plain and node.tag in _NUMBER_TAGS and not _PLAIN_NUMBER.match(node.value):
             raise _Refused(
                 node.start_mark.line + 1,
                 f"{quote(node.value)} does not read as written (YAML 1.1 reads 1:30 as 90, "
