@@ -108,20 +108,36 @@ def test_redact_before_cut_leaves_no_half_secret() -> None:
             assert PASSWORD[i : i + k] not in shown
 
 
-def test_the_registry_pieces_follow_every_change_of_the_registry() -> None:
-    """Pieces are computed when the registry changes: a secret registered after a redaction is
-    masked at once, the oldest falls out past the registry's size, forget_all() forgets."""
-    first = Secret("First-Registered-0")
-    assert sensitive.redact("First-Registered-0") == "***"
-    later = Secret("Later-Registered-1")
-    assert sensitive.redact("x Later-Registered-1 y") == "x *** y"
-    for i in range(sensitive._REGISTRY_SIZE):
-        Secret(f"Filler-Secret-{i:04d}")
-    assert sensitive.redact(first.reveal()) == first.reveal()  # evicted: the newest 32 kept
-    assert sensitive.redact("Filler-Secret-0031") == "***"
+def test_the_registry_pieces_follow_every_change_of_the_registry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pieces follow the registry: a secret registered after a redaction is masked at once, the
+    oldest fall out once the pieces pass the bound, forget_all() forgets."""
+    monkeypatch.setattr(sensitive, "_MAX_PIECES", 40)  # 9 pieces per 16-character secret
+    first = Secret("q7Zp2Lm9Xw4Rt8Yb")
+    assert sensitive.redact("q7Zp2Lm9Xw4Rt8Yb") == "***"
+    later = Secret("k3Jh6Fd1Sa5Gq0Wn")
+    assert sensitive.redact("x k3Jh6Fd1Sa5Gq0Wn y") == "x *** y"
+    for filler in ("Mx8Qw2Er5Ty7Ui0P", "Zc4Vb6Nm1Lk3Jh9G", "Df2Sa7Pq5Wo8Ie1R"):
+        Secret(filler)
+    assert sensitive.redact(first.reveal()) == first.reveal()  # evicted, the oldest
+    assert sensitive.redact("x k3Jh6Fd1Sa5Gq0Wn y") == "x *** y"  # kept
+    assert sensitive.redact("Df2Sa7Pq5Wo8Ie1R") == "***"
+    assert len(sensitive._pieces) <= 40
     sensitive.forget_all()
-    assert sensitive.redact("Filler-Secret-0031") == "Filler-Secret-0031"
-    assert sensitive.redact("x Later-Registered-1 y", later) == "x *** y"  # given explicitly
+    assert sensitive.redact("Df2Sa7Pq5Wo8Ie1R") == "Df2Sa7Pq5Wo8Ie1R"
+    assert sensitive.redact("x k3Jh6Fd1Sa5Gq0Wn y", later) == "x *** y"  # given explicitly
+
+
+def test_the_passwords_of_hundreds_of_policies_all_stay_redacted() -> None:
+    """A run of many policies registers a password each, besides an STS token: none may fall
+    out (the registry used to keep the newest 32 secrets)."""
+    passwords = [Secret(f"Edge-Pass-{i:04d}!x") for i in range(500)]
+    Secret("STS." + "t" * 1200)
+    for p in passwords:
+        assert sensitive.redact(f"ScaleOutCluster refused {p.reveal()} here") == (
+            "ScaleOutCluster refused *** here"
+        )
 
 
 def test_short_values_are_not_registered_but_masked_when_given() -> None:

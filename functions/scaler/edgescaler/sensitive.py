@@ -20,13 +20,18 @@ from typing import Any
 
 MASK = "***"
 FRAGMENT = 8  # the shortest piece of a secret that redaction recognises on its own
-_REGISTRY_SIZE = 32
+# The registry keeps the newest secrets up to this many pieces in all: an STS token has ~1,000,
+# a password ~10-30, so it holds ~100 tokens or thousands of passwords (one per policy, with
+# credentials rotating under a warm instance), in a few MB. A count of secrets would evict the
+# passwords of a run of many policies, whose error messages may then quote them.
+_MAX_PIECES = 100_000
 _registry: OrderedDict[str, None] = OrderedDict()
 _registry_lock = threading.Lock()
-# Every FRAGMENT-character piece of the registered secrets, built when the registry changes,
-# not on each redact() call (an STS token alone has ~1,000 pieces; a report redacts hundreds
-# of strings).
-_registered_grams: frozenset[str] = frozenset()
+# Every FRAGMENT-character piece of the registered secrets, with how many secrets hold it:
+# kept up to date as the registry changes (not rebuilt, not computed per redact() call: a report
+# redacts hundreds of strings). redact() only looks pieces up, which is safe while another
+# thread registers.
+_pieces: dict[str, int] = {}
 
 
 def _register(value: str) -> None:
@@ -34,23 +39,28 @@ def _register(value: str) -> None:
     # mangle unrelated text. Such values are still masked when passed to redact() explicitly.
     if len(value) < FRAGMENT:
         return
-    global _registered_grams
     with _registry_lock:
         if value in _registry:
             _registry.move_to_end(value)
             return
         _registry[value] = None
-        while len(_registry) > _REGISTRY_SIZE:
-            _registry.popitem(last=False)
-        _registered_grams = frozenset(g for v in _registry for g in _grams(v))
+        for g in _grams(value):
+            _pieces[g] = _pieces.get(g, 0) + 1
+        while len(_pieces) > _MAX_PIECES and len(_registry) > 1:
+            oldest, _ = _registry.popitem(last=False)
+            for g in _grams(oldest):
+                left = _pieces[g] - 1
+                if left:
+                    _pieces[g] = left
+                else:
+                    del _pieces[g]
 
 
 def forget_all() -> None:
     """Empty the registry (tests: each starts without the secrets of the one before)."""
-    global _registered_grams
     with _registry_lock:
         _registry.clear()
-        _registered_grams = frozenset()
+        _pieces.clear()
 
 
 def _grams(value: str) -> list[str]:
@@ -110,7 +120,8 @@ def redact(text: str, *secrets: Secret | str | None) -> str:
     characters long appears; overlapping or adjacent masked spans become one ``***``. Values
     shorter than :data:`FRAGMENT` are masked only where they appear whole.
     """
-    grams: frozenset[str] | set[str] = _registered_grams
+    registered = _pieces
+    extra: set[str] = set()  # pieces of given values that are not registered
     whole: list[str] = []  # given values too short for pieces: masked where they appear whole
     for s in secrets:
         value = s.reveal() if isinstance(s, Secret) else s
@@ -118,9 +129,9 @@ def redact(text: str, *secrets: Secret | str | None) -> str:
             continue
         if len(value) < FRAGMENT:
             whole.append(value)
-        elif value not in _registry:  # a registered one's pieces are in grams already
-            grams = grams | set(_grams(value))
-    if not text or not (grams or whole):
+        elif value not in _registry:  # a registered one's pieces are looked up already
+            extra.update(_grams(value))
+    if not text or not (registered or extra or whole):
         return text
     masked = bytearray(len(text))  # 1 where a character belongs to a secret
     for value in whole:
@@ -128,9 +139,10 @@ def redact(text: str, *secrets: Secret | str | None) -> str:
         while start != -1:
             masked[start : start + len(value)] = b"\x01" * len(value)
             start = text.find(value, start + 1)
-    if grams:
+    if registered or extra:
         for i in range(len(text) - FRAGMENT + 1):
-            if text[i : i + FRAGMENT] in grams:
+            piece = text[i : i + FRAGMENT]
+            if piece in registered or piece in extra:
                 masked[i : i + FRAGMENT] = b"\x01" * FRAGMENT
     if not any(masked):
         return text
