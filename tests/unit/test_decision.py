@@ -134,3 +134,70 @@ def test_no_rule_fired_is_no_change() -> None:
 def test_negative_current_is_refused() -> None:
     with pytest.raises(ValueError):
         decide(policy(), -1, readings(load=1.0))
+
+
+# -- exact arithmetic at the edges ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", range(1, 101))
+def test_an_exact_multiple_of_the_target_asks_for_exactly_that_many_nodes(k: int) -> None:
+    """8.4 / 1.4 is 6.000000000000001 in floats: 38 of these 100 used to ask for one more."""
+    value = k * 1.4
+    p = policy(
+        metrics=LOAD,
+        rules=[tt(target_per_node=1.4)],
+        limits={"min_nodes": 0, "max_nodes": 500, "max_step": 500},
+    )
+    assert decide(p, k, readings(load=value)).add == 0
+    predictive = policy(
+        metrics=LOAD,
+        rules=[{"type": "predictive", "metric": "load", "target_per_node": 1.4}],
+        limits={"min_nodes": 0, "max_nodes": 500, "max_step": 500},
+    )
+    assert decide(predictive, k, readings(load=value)).add == 0  # no history: current value
+
+
+def test_a_utilisation_exactly_on_target_adds_nothing() -> None:
+    p = policy(metrics=LOAD, rules=[tt(target_value=0.7)])
+    assert decide(p, 15, readings(load=0.7)).add == 0
+
+
+@pytest.mark.parametrize(
+    ("rule", "value"),
+    [(tt(target_per_node=1, tolerance=0.1), 11.0), (tt(target_value=60, tolerance=0.1), 66.0)],
+)
+def test_the_tolerance_band_includes_its_edge(rule: dict[str, object], value: float) -> None:
+    """1.1 - 1 is 0.10000000000000009: a load exactly at +tolerance must not add a node."""
+    d = decide(policy(metrics=LOAD, rules=[rule]), 10, readings(load=value))
+    assert d.add == 0 and "within tolerance" in d.rules[0].detail
+
+
+def test_the_min_nodes_top_up_stays_within_one_calls_ceiling() -> None:
+    """600 below min_nodes: 500 now (the API refuses more in one call), the rest next time."""
+    p = policy(
+        metrics=LOAD,
+        rules=[tt(target_per_node=1)],
+        limits={"min_nodes": 600, "max_nodes": 1000, "max_step": 5},
+    )
+    d = decide(p, 0, readings(load=0.0))
+    assert (d.add, d.reason) == (500, "min_nodes")
+    assert decide(p, 500, readings(load=0.0)).add == 100
+
+
+def test_average_utilisation_is_the_ready_nodes_and_joining_ones_are_capacity() -> None:
+    """90 % over the ready nodes, target 60 %: ready * 1.5 nodes are needed, and joining nodes
+    count towards them; they used to count as load (ready 4 with 2 stuck joining asked +3)."""
+    p = policy(metrics=LOAD, rules=[tt(target_value=60)])
+    assert decide(p, 4, readings(load=90.0), ready=4).add == 2
+    d = decide(p, 6, readings(load=90.0), ready=4)
+    assert d.add == 0 and "ceil(4 ready * 90 / 60) = 6" in d.rules[0].detail, d.rules[0].detail
+    assert decide(p, 10, readings(load=90.0), ready=4).add == 0
+    assert decide(p, 5, readings(load=90.0), ready=4).add == 1
+
+
+def test_no_ready_node_leaves_average_utilisation_to_min_nodes() -> None:
+    p = policy(metrics=LOAD, rules=[tt(target_value=60)])
+    d = decide(p, 3, readings(load=90.0), ready=0)
+    assert d.add == 0 and "at least one ready node" in d.rules[0].detail
+    with pytest.raises(ValueError):
+        decide(p, 3, readings(load=90.0), ready=4)

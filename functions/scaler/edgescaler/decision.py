@@ -23,6 +23,7 @@ from edgescaler.forecast import Forecast, ForecastParams, forecast
 from edgescaler.metrics.base import Reading
 from edgescaler.metrics.series import Series
 from edgescaler.policy import (
+    MAX_COUNT_PER_CALL,
     Policy,
     PredictiveRule,
     Rule,
@@ -31,6 +32,9 @@ from edgescaler.policy import (
     ThresholdRule,
     format_duration,
 )
+
+# Relative slack under which a quotient counts as the integer it rounds to (see _ceil).
+_EPSILON = 1e-9
 
 
 @dataclass(frozen=True)
@@ -129,14 +133,22 @@ def _fmt(x: float) -> str:
 
 
 def evaluate_rule(
-    index: int, rule: Rule, value: float, current: int, history: Series | None = None
+    index: int,
+    rule: Rule,
+    value: float,
+    current: int,
+    history: Series | None = None,
+    *,
+    ready: int | None = None,
 ) -> RuleResult:
-    """One rule's proposal for ``value`` at ``current`` nodes (≥ 0); ``history`` is the metric's
-    history (predictive rules only; without it they act on the current value)."""
+    """One rule's proposal for ``value`` at ``current`` nodes (≥ 0, joining ones included);
+    ``ready``: how many of them are ready (default: all), the nodes an average utilisation is
+    measured over; ``history`` is the metric's history (predictive rules only; without it they
+    act on the current value)."""
     if isinstance(rule, TargetTrackingRule | PredictiveRule):
         try:
             if isinstance(rule, TargetTrackingRule):
-                return _target_tracking(index, rule, value, current)
+                return _target_tracking(index, rule, value, current, ready)
             return _predictive(index, rule, value, current, history)
         except OverflowError:
             # A finite value so large that the nodes it asks for are no number (1e308 / 0.5,
@@ -178,16 +190,28 @@ def evaluate_rule(
     raise TypeError(f"unknown rule type {type(rule).__name__}")  # pragma: no cover
 
 
+def _ceil(x: float) -> int:
+    """``ceil(x)``, but a quotient within a billionth (relative) of an integer is that integer:
+    float division leaves 8.4 / 1.4 at 6.000000000000001, and a whole node is not paid for a
+    rounding error."""
+    if not math.isfinite(x):
+        return math.ceil(x)  # OverflowError (inf) or ValueError (nan), as ceil() itself
+    return math.ceil(x - _EPSILON * max(1.0, abs(x)))
+
+
 def _target_tracking(
-    index: int, rule: TargetTrackingRule, value: float, current: int
+    index: int, rule: TargetTrackingRule, value: float, current: int, ready: int | None
 ) -> RuleResult:
     if rule.target_per_node is not None:
-        desired = math.ceil(value / rule.target_per_node)
+        desired = _ceil(value / rule.target_per_node)
         formula = f"ceil({_fmt(value)} / {_fmt(rule.target_per_node)}) = {desired}"
         ratio = value / (current * rule.target_per_node) if current else math.inf
     else:
         assert rule.target_value is not None
-        if current == 0:
+        # The average is measured over the ready nodes: the load it stands for is theirs, and
+        # joining nodes (counted in current) are capacity on its way, not load.
+        measured = current if ready is None else ready
+        if measured == 0:
             # Utilisation of zero nodes is undefined; the min_nodes floor is what adds the first.
             return RuleResult(
                 index,
@@ -195,12 +219,15 @@ def _target_tracking(
                 rule.metric,
                 value,
                 0,
-                "average utilisation needs at least one node; relying on min_nodes",
+                "average utilisation needs at least one ready node; relying on min_nodes",
             )
-        desired = math.ceil(current * value / rule.target_value)
-        formula = f"ceil({current} * {_fmt(value)} / {_fmt(rule.target_value)}) = {desired}"
+        desired = _ceil(measured * value / rule.target_value)
+        ready_note = " ready" if measured != current else ""
+        formula = (
+            f"ceil({measured}{ready_note} * {_fmt(value)} / {_fmt(rule.target_value)}) = {desired}"
+        )
         ratio = value / rule.target_value
-    if rule.tolerance and abs(ratio - 1) <= rule.tolerance:
+    if rule.tolerance and abs(ratio - 1) <= rule.tolerance + _EPSILON:
         return RuleResult(
             index,
             rule.type,
@@ -247,7 +274,7 @@ def _predictive(
     f = forecast(history, forecast_params(rule)) if history is not None and len(history) else None
     if f is None or math.isnan(f.bound):
         why = "no history" if f is None else "no recent samples in the history"
-        desired = math.ceil(value / per)
+        desired = _ceil(value / per)
         add = max(0, desired - current)
         return RuleResult(
             index,
@@ -261,7 +288,7 @@ def _predictive(
     # Never below what the current value needs: a forecast must not make the rule less
     # reactive than target tracking.
     need = max(f.bound, value)
-    desired = math.ceil(need / per)
+    desired = _ceil(need / per)
     add = max(0, desired - current)
     noise = f" + {_fmt(rule.uncertainty)}x noise {_fmt(f.noise)}" if f.noise else ""
     jump = f"; surprise {_fmt(f.surprise)}" if f.surprise else ""
@@ -281,19 +308,26 @@ def decide(
     current: int,
     readings: Mapping[str, Reading],
     history: Mapping[str, Series] | None = None,
+    *,
+    ready: int | None = None,
 ) -> Decision:
     """Evaluate every rule of ``policy`` and apply its limits.
 
-    ``readings`` must hold a reading for every metric the rules use (the pipeline never calls
-    this with missing metrics; that is ``metrics_unavailable``). ``history`` holds the history
-    of the metrics predictive rules forecast; a predictive rule without one acts on the current
-    value and says so.
+    ``current`` counts the cluster's ready and joining nodes, ``ready`` the ready ones (default:
+    all of them). ``readings`` must hold a reading for every metric the rules use (the pipeline
+    never calls this with missing metrics; that is ``metrics_unavailable``). ``history`` holds
+    the history of the metrics predictive rules forecast; a predictive rule without one acts on
+    the current value and says so.
     """
     if current < 0:
         raise ValueError("current node count cannot be negative")
+    if ready is not None and not 0 <= ready <= current:
+        raise ValueError("ready nodes must be between 0 and the current count")
     history = history or {}
     results = tuple(
-        evaluate_rule(i, rule, readings[rule.metric].value, current, history.get(rule.metric))
+        evaluate_rule(
+            i, rule, readings[rule.metric].value, current, history.get(rule.metric), ready=ready
+        )
         for i, rule in enumerate(policy.rules)
     )
     winner = max(results, key=lambda r: r.add)  # first of equals: rule order breaks ties
@@ -313,7 +347,10 @@ def decide(
             Clamp("max_nodes", add, room, f"{current} of at most {limits.max_nodes} nodes")
         )
         add = room
-    floor = min(limits.min_nodes, limits.max_nodes) - current
+    # The floor skips max_step (a cluster below its minimum is topped up at once) but not the
+    # API's per-call ceiling: a larger count is refused, and the cluster never topped up. Later
+    # runs add the rest.
+    floor = min(limits.min_nodes, limits.max_nodes, current + MAX_COUNT_PER_CALL) - current
     if add < floor:
         clamps.append(
             Clamp("min_nodes", add, floor, f"{current} is below min_nodes {limits.min_nodes}")

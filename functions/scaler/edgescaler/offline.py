@@ -49,9 +49,11 @@ def evaluate(
     readings: Mapping[str, Reading | None],
     history: Mapping[str, Series] | None = None,
     running_tasks: Iterable[str] = (),
+    ready: int | None = None,
 ) -> Result:
-    """What the pipeline would do for ``policy`` at ``now`` with this log, capacity and
-    metrics. ``readings`` must name every metric of the policy (``None``: unavailable)."""
+    """What the pipeline would do for ``policy`` at ``now`` with this log, capacity (``current``
+    nodes, ``ready`` of them ready: all by default) and metrics. ``readings`` must name every
+    metric of the policy (``None``: unavailable)."""
     verdict = guard.check(policy, activities, now=now)
     if not verdict.allowed:
         assert verdict.outcome is not None
@@ -66,6 +68,7 @@ def evaluate(
         failures=[f"no reading of {', '.join(missing)}"] if missing else [],
         history=history,
         running_tasks=running_tasks,
+        ready=ready,
     )
 
 
@@ -79,11 +82,17 @@ def after_reads(
     failures: Sequence[str],
     history: Mapping[str, Series] | None = None,
     running_tasks: Iterable[str] = (),
+    ready: int | None = None,
 ) -> Result:
     """Steps 2-5 (the guard has let the policy through and everything has been read):
     ``failures`` are the metrics that could not be read, as messages."""
     result = decision(
-        policy, current=current, readings=readings, failures=failures, history=history
+        policy,
+        current=current,
+        readings=readings,
+        failures=failures,
+        history=history,
+        ready=ready,
     )
     if result.outcome != OutcomeCode.SCALED:
         return result
@@ -98,12 +107,13 @@ def decision(
     readings: Mapping[str, Reading],
     failures: Sequence[str],
     history: Mapping[str, Series] | None = None,
+    ready: int | None = None,
 ) -> Result:
     """Steps 2-3: ``metrics_unavailable``, ``no_change``, ``capped``, or ``scaled`` with the
     decision the gates (:func:`gates`) then check."""
     if failures:
         return Result(OutcomeCode.METRICS_UNAVAILABLE, 0, "not acting: " + "; ".join(failures))
-    decided = decide(policy, current, readings, history)
+    decided = decide(policy, current, readings, history, ready=ready)
     if decided.add == 0:
         code = OutcomeCode.CAPPED if decided.reason == "capped" else OutcomeCode.NO_CHANGE
         return Result(code, 0, decided.explanation, decided)

@@ -307,7 +307,12 @@ def _evaluate(
     # there is no scale-out: the snapshot lets a later run tell whether an ambiguous POST went
     # through (fail closed).
     result = offline.decision(
-        policy, current=current.count, readings=readings, failures=failures, history=history
+        policy,
+        current=current.count,
+        readings=readings,
+        failures=failures,
+        history=history,
+        ready=current.ready,
     )
     if result.outcome != OutcomeCode.SCALED:
         return outcome(result.outcome, result.reason, decision=result.decision)

@@ -235,6 +235,7 @@ def simulate(
             readings=readings,
             history=_LazyHistory(grid, i, hist_feeds),
             running_tasks=cluster.running_ids(),
+            ready=cluster.ready,
         )
         outcomes[result.outcome] += 1
         if result.decision is not None:
