@@ -301,6 +301,33 @@ def test_malformed_200_is_bad_response(fault_server: FaultServer, body: str) -> 
     assert err.reason == "bad_response"
 
 
+def test_a_partial_answer_with_warnings_is_bad_response(fault_server: FaultServer) -> None:
+    """Thanos with partial responses, or Prometheus when a remote read failed: status success,
+    a value, and warnings that part of the data is missing. Not acted on."""
+    now = time.time()
+    fault_server.reply(
+        200,
+        '{"status":"success","warnings":["remote_read: connection refused; partial result"],'
+        f'"data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[{now},"3"]}}]}}}}',
+    )
+    err = read_error(PrometheusSource(fault_server.url), "sum(load)")
+    assert err.reason == "bad_response" and "partial answer" in str(err), err
+    assert "remote_read" in str(err)
+
+
+def test_an_informational_promql_note_is_not_a_partial_answer(fault_server: FaultServer) -> None:
+    now = time.time()
+    fault_server.reply(
+        200,
+        '{"status":"success","warnings":["PromQL info: metric might not be a counter"],'
+        f'"data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[{now},"3"]}}]}}}}',
+    )
+    reading = PrometheusSource(fault_server.url).read(
+        "load", "sum(load)", max_age=timedelta(minutes=1), now=datetime.now(timezone.utc)
+    )
+    assert reading.value == 3.0
+
+
 def test_stale_result_timestamp_from_a_caching_front_end(fault_server: FaultServer) -> None:
     old = time.time() - 3600
     fault_server.reply(

@@ -1,5 +1,5 @@
-"""Exactly once at the edges of time: which task an ambiguous POST may adopt, and when the
-states after a POST are stamped.
+"""Exactly once at the edges of time: which task an ambiguous POST may adopt, when the states
+after a POST are stamped, and the time a metric's age is measured at.
 
 The pipeline and the real actuator and guard run on a MemoryStore against a cloud that keeps
 its scale-out tasks in a list, newest first, as DescribeClusterTasks answers.
@@ -212,3 +212,32 @@ def test_a_refused_post_ends_when_it_was_answered() -> None:
     act = s.first()
     assert act.status == Status.REJECTED and act.ended_at == NOW + timedelta(seconds=40)
     assert act.ended_at >= act.created_at
+
+
+# -- a metric's age is measured when it is read --------------------------------------------------
+
+
+class Recording(Busy):
+    def __init__(self) -> None:
+        self.seen: list[datetime] = []
+
+    def read(self, name: str, query: str, *, now: datetime, **kw: Any) -> Reading:
+        self.seen.append(now)
+        return Reading(name, 30.0, now)
+
+
+def test_metrics_are_read_against_the_time_of_the_read_not_the_run_start() -> None:
+    """A read 40 s into a run: a sample max_age old then was max_age + 40 s old at the run's
+    start; measured from the start, an older sample would pass and a fresh one look future."""
+    s = Setup()
+    source = Recording()
+    later = NOW + timedelta(seconds=40)
+    deps = Deps(
+        store=s.store,
+        cloud_for=lambda region: s.cloud,  # type: ignore[arg-type,return-value]
+        metrics_for=lambda policy: source,  # type: ignore[arg-type,return-value]
+        actuator=s.deps.actuator,
+        clock=lambda: later,
+    )
+    run(RunRequest("timer"), [s.policy], deps, now=NOW, dry_run=True)
+    assert source.seen == [later]

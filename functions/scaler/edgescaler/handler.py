@@ -175,6 +175,7 @@ def _execute(
             metrics_for=runtime.metrics_for,
             actuator=runtime.actuator(dry_run),
             deadline=deadline,
+            clock=now,
         )
         report = run(request, policies, deps, now=started, dry_run=dry_run)
     except EdgescalerError as exc:

@@ -77,6 +77,9 @@ class Deps:
     deadline: Deadline = field(default_factory=Deadline.never)
     # The policy a run starts with, given their number (see run()); a seam for tests.
     first: Callable[[int], int] = random.randrange
+    # The time now (UTC-aware): a metric's age is taken when it is read, not when the run began
+    # (a read may come many seconds into a run). None: the run's start.
+    clock: Callable[[], datetime] | None = None
 
 
 def select(policies: Sequence[Policy], request: RunRequest) -> list[Policy]:
@@ -264,17 +267,19 @@ def _evaluate(
         )
         for m, h in histories.items()
     }
-    metric_fs: dict[str, Future[Reading]] = {
-        m: reads.submit(
-            source.read,
-            m,
+    clock = deps.clock or (lambda: now)
+
+    def read(metric: str) -> Reading:
+        spec = policy.metrics[metric]
+        return source.read(
+            metric,
             spec.query,
             max_age=spec.max_age,
-            now=now,
+            now=clock(),  # when the read starts, not when the run did
             freshness_query=spec.freshness_query,
         )
-        for m, spec in policy.metrics.items()
-    }
+
+    metric_fs: dict[str, Future[Reading]] = {m: reads.submit(read, m) for m in policy.metrics}
     nodes_error: CloudError | None = None
     try:  # this thread reads the capacity while the pool reads the metrics
         nodes = cloud.list_nodes(cluster)
@@ -286,7 +291,7 @@ def _evaluate(
         try:
             readings[m] = fut.result()
         except MetricError as exc:
-            alarm_value = stand_in(m, policy.metrics[m], request.alarm, now)
+            alarm_value = stand_in(m, policy.metrics[m], request.alarm, clock())
             if alarm_value is not None:
                 log.info("%s: %s; using the alarm's value instead", name, exc)
                 readings[m] = alarm_value

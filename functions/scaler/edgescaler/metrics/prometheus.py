@@ -339,6 +339,9 @@ class PrometheusSource:
             raise bad(f"no data.resultType in the answer ({type(exc).__name__})") from exc
         if result_type != "matrix":
             raise bad(f"result type {result_type!r}, expected matrix")
+        partial = _partial(body)
+        if partial:
+            raise bad(partial)
         item = _only_series(name, where, "matrix", result)
         values = item.get("values") if isinstance(item, dict) else None
         if not isinstance(values, list) or len(values) > MAX_POINTS:
@@ -396,6 +399,9 @@ class PrometheusSource:
             raise bad(f"no data.resultType in the answer ({type(exc).__name__})") from exc
         if status != "success":
             raise bad(f"status {status!r} in an HTTP {response.status_code} answer")
+        partial = _partial(body)
+        if partial:
+            raise bad(partial)
 
         if result_type == "scalar":
             sample, labels = result, ""
@@ -442,6 +448,21 @@ class PrometheusSource:
                 f"max_age {max_age.total_seconds():g}s, on {self._host}"
             ),
         )
+
+
+def _partial(body: Any) -> str | None:
+    """Why a successful answer may be missing data, or None: its ``warnings`` (Prometheus when
+    a remote read failed, Thanos with partial responses: a sum or max over part of the data can
+    be wrong either way). PromQL's informational notes do not count."""
+    warnings = body.get("warnings") if isinstance(body, dict) else None
+    if not warnings:
+        return None
+    if not isinstance(warnings, list):
+        return "a 'warnings' field that is not a list"
+    real = [w for w in warnings if not (isinstance(w, str) and w.startswith("PromQL info:"))]
+    if not real:
+        return None
+    return f"partial answer, {len(real)} warning(s): {outside_message(repr(real[0]), 120)}"
 
 
 def _only_series(name: str, where: str, kind: str, result: Any) -> Any:
