@@ -140,20 +140,53 @@ class Activity:
 
     @classmethod
     def from_json(cls, raw: bytes) -> Activity:
-        """Raises ValueError for a record that is not an activity."""
+        """Raises ValueError for a record that is not an activity, or one whose fields do not
+        hold together (see :func:`_problem`): read leniently, a record missing its ``ended_at``
+        would lift a cooldown, a negative ``add`` a budget."""
         try:
             data = json.loads(raw)
             for k in _TIMES:
                 data[k] = _parse(data.get(k))
             data["status"] = Status(data["status"])
             data["prior_tasks"] = tuple(data.get("prior_tasks") or ())
-            return cls(**data)
+            act = cls(**data)
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             raise ValueError(f"corrupt activity record: {type(exc).__name__}") from None
+        problem = _problem(act)
+        if problem:
+            raise ValueError(f"corrupt activity record: {problem}")
+        return act
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = json.loads(self.to_json())
         return out
+
+
+def _problem(act: Activity) -> str | None:
+    """What makes a record read from the store unusable, or None. The guard, the budget and the
+    backoff read these fields; a record that does not hold together fails the read (the store
+    is then unusable for that cluster: no scale-out), never weakens a hold."""
+    if not (isinstance(act.cluster_id, str) and isinstance(act.policy, str)):
+        return "cluster_id and policy must be strings"
+    for name in ("seq", "add"):
+        value = getattr(act, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"{name} must be a whole number of at least 1"
+    for name in _TIMES:
+        t = getattr(act, name)
+        if t is not None and (not isinstance(t, datetime) or t.utcoffset() is None):
+            return f"{name} has no time zone"
+    if act.created_at is None or act.updated_at is None:
+        return "created_at and updated_at are required"
+    if act.status in ENDED and act.ended_at is None:
+        return f"a {act.status} activity without ended_at"
+    if act.status == Status.THROTTLED and act.retry_at is None:
+        return "a throttled activity without retry_at"
+    if act.status in FAILURES and not (
+        isinstance(act.ens_region_id, str) and isinstance(act.instance_type, str)
+    ):
+        return f"a {act.status} activity without its ens_region_id and instance_type"
+    return None
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from edgescaler.activity import Activity
 from edgescaler.errors import ConflictError, StoreError
+from edgescaler.outside import quote as outside_quote
 
 ACTIVITY_PREFIX = "activities/"
 EVENT_PREFIX = "events/"
@@ -110,9 +111,15 @@ class Store(ABC):
         if raw is None:
             return None
         try:
-            return Activity.from_json(raw)
+            act = Activity.from_json(raw)
         except ValueError as exc:
             raise StoreError(f"{self.describe()}: {cluster_id} #{seq}: {exc}") from None
+        if (act.cluster_id, act.seq) != (cluster_id, seq):  # an update would write elsewhere
+            raise StoreError(
+                f"{self.describe()}: {cluster_id} #{seq}: corrupt activity record: it says "
+                f"#{act.seq} of {outside_quote(act.cluster_id)}"
+            )
+        return act
 
     def log(self, cluster_id: str, *, limit: int | None = None) -> list[Activity]:
         """The cluster's activities in seq order; with ``limit``, only the newest ``limit``."""
