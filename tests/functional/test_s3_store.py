@@ -427,6 +427,16 @@ def test_eight_processes_race_for_one_seq_and_one_wins(moto_s3: MotoS3) -> None:
     assert got is not None and got.policy == f"p{winners[0]}"
 
 
+def test_a_listing_truncated_without_a_continuation_token_is_a_store_error() -> None:
+    class Truncated(_EndlessBucket):
+        def list_objects_v2(self, **kwargs: Any) -> dict[str, Any]:
+            return {"Contents": [{"Key": "k"}], "IsTruncated": True}
+
+    store = S3Store("b", "p", client=Truncated(), probe=False)
+    with pytest.raises(StoreError, match="truncated without a continuation token"):
+        store.recent(CLUSTER, T0)
+
+
 class _EndlessBucket:
     """A bucket (a client at the edge we cannot reach) whose listing is always "truncated" and
     whose one object is larger than any activity."""

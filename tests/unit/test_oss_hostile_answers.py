@@ -58,6 +58,22 @@ def test_a_trickled_answer_is_abandoned_when_its_time_is_up(
     assert info.value.maybe_applied  # the server answered: the write may have been applied
 
 
+def test_a_listing_truncated_without_a_continuation_token_is_malformed() -> None:
+    """The rest of the keys exist but cannot be asked for: the newest activities would be
+    missing and every claim of the cluster lost on a key that exists."""
+
+    def truncated(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            text="<ListBucketResult><Contents><Key>a</Key></Contents>"
+            "<IsTruncated>true</IsTruncated></ListBucketResult>",
+        )
+
+    with pytest.raises(OSSFailure) as info:
+        client(httpx.MockTransport(truncated)).list_keys("p/")
+    assert info.value.code == "MalformedListResponse" and "continuation token" in str(info.value)
+
+
 def test_a_listing_that_never_ends_is_cut_at_max_list_pages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -387,8 +387,12 @@ class OSSClient:
                         keys.append(name)
             truncated = (child_text(root, "IsTruncated") or "").lower() == "true"
             token = child_text(root, "NextContinuationToken")
-            if not truncated or not token:
+            if not truncated:
                 return keys
+            if not token:  # the rest exists but cannot be asked for: not a listing
+                raise OSSFailure(
+                    "MalformedListResponse", answer.status, "truncated without a continuation token"
+                )
         raise OSSFailure(
             "ListTooLong", None, f"more than {MAX_LIST_PAGES} pages of keys under {prefix!r}"
         )

@@ -388,8 +388,12 @@ class S3Store(Store):
                 raise self._error("list", prefix, failure) from None
             keys.extend(obj["Key"][len(self._root) :] for obj in page.get("Contents", []))
             token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+            if not page.get("IsTruncated"):
                 return sorted(keys)
+            if not token:  # the rest exists but cannot be asked for: not a listing
+                raise StoreError(
+                    f"{self._where()}: list {prefix}: truncated without a continuation token"
+                )
             kwargs["ContinuationToken"] = token
         raise StoreError(f"{self._where()}: list {prefix}: more than {MAX_LIST_PAGES} pages")
 
