@@ -392,6 +392,31 @@ def cpu_quota(vcpu: float) -> list[str]:
     return ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "sh"]
 
 
+def get_bench(child: str, doc: str | None, header: str, argv: Sequence[str] | None) -> int:
+    """The command of a GET bench (``tests.bench.pool_shards``, ``tests.bench.clients``): options
+    ``--threads --latency --rounds --out``; runs ``child`` under CPython 3.10 on the unpacked
+    package (built when missing) with argv: code dir, the emulator's URL (every answer held back
+    ``--latency``), threads, rounds, then 50 instant queries; prints ``header`` (formatted with
+    the options) and what the child prints."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--threads", type=int, default=150)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=str(REPO / "build" / "bench"))
+    opts = parser.parse_args(argv)
+    out = Path(opts.out).resolve()
+    code = out / "code"
+    if not (code / "index.py").is_file():
+        build(out)
+    count = 50
+    with world(count, opts.latency) as emu:
+        cpu_queries = [queries(i)["cpu"] for i in range(count)]
+        print(header.format(threads=opts.threads, latency_ms=opts.latency * 1e3))
+        args = [PY310, "-S", "-c", child, str(code), emu.url, str(opts.threads), str(opts.rounds)]
+        print(run([*args, *cpu_queries], env=clean_env(PYTHONDONTWRITEBYTECODE="1")), end="")
+    return 0
+
+
 # -- the figures ------------------------------------------------------------------------------
 
 

@@ -11,10 +11,8 @@ time of each round and the process CPU per GET. Numbers, not asserts.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from tests.bench import perf
 
@@ -50,31 +48,13 @@ for count in sorted({1, 4, 16, threads}):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--threads", type=int, default=150)
-    parser.add_argument("--latency", type=float, default=0.1)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default=str(perf.REPO / "build" / "bench"))
-    opts = parser.parse_args(argv)
-    code = Path(opts.out).resolve() / "code"
-    if not (code / "index.py").is_file():
-        perf.build(Path(opts.out).resolve())
-    count = 50
-    with perf.world(count, opts.latency) as emu:
-        queries = [perf.queries(i)["cpu"] for i in range(count)]
-        args = [perf.PY310, "-S", "-c", CHILD, str(code), emu.url]
-        print(
-            f"{opts.threads} threads, one GET each, {opts.latency * 1e3:g} ms per answer, "
-            f"Python 3.10 from the package"
-        )
-        print(
-            perf.run(
-                [*args, str(opts.threads), str(opts.rounds), *queries],
-                env=perf.clean_env(PYTHONDONTWRITEBYTECODE="1"),
-            ),
-            end="",
-        )
-    return 0
+    return perf.get_bench(
+        CHILD,
+        __doc__,
+        "{threads} threads, one GET each, {latency_ms:g} ms per answer, "
+        "Python 3.10 from the package",
+        argv,
+    )
 
 
 if __name__ == "__main__":
