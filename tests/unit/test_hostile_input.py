@@ -140,6 +140,31 @@ def test_the_passwords_of_hundreds_of_policies_all_stay_redacted() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("password", "echoed"),
+    [
+        ("Xy7!pq#Rz9@k2024", "login_password=Xy7%21pq%23Rz9%40k2024"),
+        ("Xy7 pq#Rz9@k2024", "login_password=Xy7+pq%23Rz9%40k2024"),
+        ("Ab1=cd2<ef3>gh4!", "login_password=Ab1\\u003dcd2\\u003cef3\\u003egh4!"),
+        ("Ab1=cd2<ef3>gh4!", "login_password=Ab1\\u003dcd2\\u003cef3\\u003egh4\\u0021"),
+        ("Ab1&cd2<ef3>gh4!", "login_password=Ab1&amp;cd2&lt;ef3&gt;gh4!"),
+        ('Ab1"cd2\\ef3gh4!', 'login_password=Ab1\\"cd2\\\\ef3gh4!'),
+    ],
+    ids=["percent", "form", "gson", "json-every", "html", "json-quote"],
+)
+def test_a_secret_echoed_in_an_encoded_form_is_masked(password: str, echoed: str) -> None:
+    """An API that quotes the request back may encode it: every piece of 8 characters of the
+    raw value is then broken up, and only the encoded form can be recognised."""
+    Secret(password)
+    shown = sensitive.redact(f"InvalidParameter {echoed} (request id R)")
+    assert shown == "InvalidParameter login_password=*** (request id R)", shown
+
+
+def test_an_unregistered_secret_given_to_redact_is_masked_in_its_encoded_forms() -> None:
+    shown = sensitive.redact("x Qz9%21pq%23Rz9%40k2024 y", "Qz9!pq#Rz9@k2024")
+    assert shown == "x *** y"
+
+
 def test_short_values_are_not_registered_but_masked_when_given() -> None:
     Secret("abc")
     assert "abc" not in sensitive.known_secrets()

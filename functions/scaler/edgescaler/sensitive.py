@@ -14,9 +14,12 @@ of a secret leaks nothing of it either. Always redact *before* truncating.
 
 from __future__ import annotations
 
+import html
+import json
 import threading
 from collections import OrderedDict
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
 FRAGMENT = 8  # the shortest piece of a secret that redaction recognises on its own
@@ -34,6 +37,26 @@ _registry_lock = threading.Lock()
 _pieces: dict[str, int] = {}
 
 
+def _encodings(value: str) -> list[str]:
+    """``value`` and the forms an API may quote it in: percent-encoded (a query string, a form
+    body), JSON-escaped (``\\u003d`` for ``=``, as Gson does for ``<>&='``; every character
+    escaped), HTML-escaped. A password such as ``Xy7!pq#Rz9@k2024`` shows as
+    ``Xy7%21pq%23Rz9%40k2024`` in an echoed request: no 8-character piece of the raw value is
+    left in it."""
+    if value.isalnum():
+        return [value]
+    out = [
+        value,
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+        json.dumps(value)[1:-1],
+        "".join(c if c.isalnum() else f"\\u{ord(c):04x}" for c in value),
+        "".join(f"\\u{ord(c):04x}" if c in "<>&='" else c for c in value),
+        html.escape(value),
+    ]
+    return list(dict.fromkeys(out))
+
+
 def _register(value: str) -> None:
     # Too short to recognise safely: masking every occurrence of a 3-character string would
     # mangle unrelated text. Such values are still masked when passed to redact() explicitly.
@@ -43,9 +66,12 @@ def _register(value: str) -> None:
         if value in _registry:
             _registry.move_to_end(value)
             return
-        _registry[value] = None
-        for g in _grams(value):
-            _pieces[g] = _pieces.get(g, 0) + 1
+        for form in _encodings(value):
+            if form in _registry:
+                continue
+            _registry[form] = None
+            for g in _grams(form):
+                _pieces[g] = _pieces.get(g, 0) + 1
         while len(_pieces) > _MAX_PIECES and len(_registry) > 1:
             oldest, _ = _registry.popitem(last=False)
             for g in _grams(oldest):
@@ -130,7 +156,8 @@ def redact(text: str, *secrets: Secret | str | None) -> str:
         if len(value) < FRAGMENT:
             whole.append(value)
         elif value not in _registry:  # a registered one's pieces are looked up already
-            extra.update(_grams(value))
+            for form in _encodings(value):
+                extra.update(_grams(form))
     if not text or not (registered or extra or whole):
         return text
     masked = bytearray(len(text))  # 1 where a character belongs to a secret
