@@ -16,6 +16,7 @@ Every test ends with :meth:`World.check_invariant`: POSTs performed == activitie
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -445,3 +446,30 @@ def test_a_timed_out_task_that_ends_late_takes_its_end_and_the_cooldown_after_it
         assert w.outcome(RUN)["outcome"] == "scaled"
         assert len(w.posts()) == 2
         w.check_invariant()
+
+
+def test_a_task_error_quoting_the_password_is_masked_on_a_cold_instance(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cloud's task error quotes the request back, password included, and a fresh instance
+    (nothing registered yet) tracks that task before it would fetch the password for a new
+    scale-out: the password is resolved first, so the store, the report and the log lines mask
+    it."""
+    from edgescaler import sensitive
+    from tests.support.world import PASSWORD
+
+    clock = FakeClock()
+    with build_world(tmp_path, clock=clock, task_delay=30.0, **SHORT) as w:
+        w.emulator.inject_task_fault("task_fail")
+        assert w.outcome(RUN)["outcome"] == "scaled"
+        for task in w.emulator._world.tasks.values():
+            task.error_message = f"InvalidPassword: Password '{PASSWORD}' is not allowed"
+        sensitive.forget_all()  # a new FC instance
+        capsys.readouterr()
+        clock.advance(MIN)
+        o = w.outcome(RUN)
+        assert only_activity(w).status == Status.FAILED
+        assert "InvalidPassword" in (only_activity(w).error or "")
+        assert PASSWORD not in json.dumps(o)
+        assert PASSWORD not in w.stored_text()
+        assert PASSWORD not in capsys.readouterr().out

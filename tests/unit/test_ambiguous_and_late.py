@@ -241,3 +241,29 @@ def test_metrics_are_read_against_the_time_of_the_read_not_the_run_start() -> No
     )
     run(RunRequest("timer"), [s.policy], deps, now=NOW, dry_run=True)
     assert source.seen == [later]
+
+
+def test_without_the_password_nothing_from_the_cloud_is_read_and_the_claim_holds() -> None:
+    """Task errors may quote the password: when it cannot be resolved to be masked, open
+    scale-outs are not refreshed this run, and they keep holding the cluster."""
+    s = Setup()
+    s.cloud.on_post = lost_answer
+    s.run(NOW)
+    asked: list[str] = []
+
+    def unknown(policy: Any) -> bool:
+        asked.append(policy.name)
+        return False
+
+    deps = Deps(
+        store=s.store,
+        cloud_for=lambda region: s.cloud,  # type: ignore[arg-type,return-value]
+        metrics_for=lambda policy: Busy(),  # type: ignore[arg-type,return-value]
+        actuator=s.deps.actuator,
+        known=unknown,
+    )
+    later = NOW + timedelta(minutes=11)  # past the cooldown and RESOLVE_AFTER
+    o = run(RunRequest("timer"), [s.policy], deps, now=later, dry_run=False).outcomes[0]
+    assert asked == [s.policy.name]
+    assert s.first().status == Status.UNKNOWN and o.outcome == OutcomeCode.IN_FLIGHT
+    assert s.cloud.posts == 1

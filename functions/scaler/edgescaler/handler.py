@@ -176,6 +176,7 @@ def _execute(
             actuator=runtime.actuator(dry_run),
             deadline=deadline,
             clock=now,
+            known=runtime.password_known,
         )
         report = run(request, policies, deps, now=started, dry_run=dry_run)
     except EdgescalerError as exc:

@@ -80,6 +80,9 @@ class Deps:
     # The time now (UTC-aware): a metric's age is taken when it is read, not when the run began
     # (a read may come many seconds into a run). None: the run's start.
     clock: Callable[[], datetime] | None = None
+    # Makes a policy's login password known to redaction (resolving it); False when it cannot be
+    # resolved now. None: nothing to make known (tests without secrets).
+    known: Callable[[Policy], bool] | None = None
 
 
 def select(policies: Sequence[Policy], request: RunRequest) -> list[Policy]:
@@ -240,7 +243,14 @@ def _evaluate(
         cloud = deps.cloud_for(policy.region)
     except ConfigError as exc:
         return outcome(OutcomeCode.ERROR, str(exc))
-    activities = refresh_open(activities, cloud, deps.actuator, now)
+    # The cloud's task errors may quote the request back, password included, and what refresh
+    # reads is written to the store, the report and the logs, redacted by what the process
+    # knows: a cold instance must know this policy's password first. Without it, nothing is
+    # refreshed this run (open scale-outs keep holding the cluster).
+    if deps.known is not None and _reads_cloud_text(activities, now) and not deps.known(policy):
+        log.warning("%s: login password unavailable; open scale-outs not refreshed", name)
+    else:
+        activities = refresh_open(activities, cloud, deps.actuator, now)
 
     verdict = guard.check(policy, activities, now=now)
     if not verdict.allowed:
@@ -342,6 +352,11 @@ def _evaluate(
         prior_tasks=tuple(t.task_id for t in tasks if lifecycle.adoptable(t, now)),
     )
     return deps.actuator.execute(policy, result.decision, activities, ctx)
+
+
+def _reads_cloud_text(activities: Sequence[Activity], now: datetime) -> bool:
+    """Whether :func:`refresh_open` will read task states (and errors) from the cloud."""
+    return any(lifecycle.tracked(a) or lifecycle.needs_resolution(a, now) for a in activities)
 
 
 def refresh_open(

@@ -19,7 +19,7 @@ from edgescaler.actuator import Actuator, DryRunActuator, ScaleOutActuator
 from edgescaler.cloud import credentials as creds_mod
 from edgescaler.cloud.model import CloudAPI
 from edgescaler.deadline import Deadline
-from edgescaler.errors import ConfigError
+from edgescaler.errors import ConfigError, SecretError
 from edgescaler.metrics.base import MetricSource
 from edgescaler.passwords import Passwords
 from edgescaler.policy import Policy
@@ -53,6 +53,15 @@ class Runtime:
         self._kms: dict[str, Any] = {}
         self.store: Store | None = None
         self.passwords = Passwords(env, kms_for=self.kms_for)
+
+    def password_known(self, policy: Policy) -> bool:
+        """Resolve ``policy``'s login password (the KMS cache serves a warm instance) so that
+        redaction knows it; False when it cannot be resolved now."""
+        try:
+            self.passwords.get(policy)
+        except SecretError:
+            return False
+        return True
 
     def credentials(self) -> creds_mod.Credentials:
         """FC's ``context.credentials`` first, then ``ALIBABA_CLOUD_*`` (a ConfigError names the
