@@ -466,3 +466,23 @@ def test_an_endless_listing_and_an_oversized_object_are_store_errors(
     assert bucket.pages == 3
     with pytest.raises(StoreError, match="ResponseTooLarge"):
         store.get(CLUSTER, 1)
+
+
+@pytest.mark.parametrize(
+    "name", ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
+)
+def test_aws_credentials_with_a_line_break_are_refused_by_name(name: str) -> None:
+    from edgescaler.errors import ConfigError
+    from edgescaler.store.s3 import client_credentials
+
+    env = {
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMIK7MDENGbPxRfiCY",
+        "AWS_SESSION_TOKEN": "FwoGZXIvYXdzEBYaDH",
+    }
+    env[name] = env[name][:6] + "\nabc" + env[name][6:]
+    with pytest.raises(ConfigError) as info:
+        client_credentials(env)
+    text = str(info.value)
+    assert text.startswith(name) and "line break" in text
+    assert env[name][:6] not in text.replace(name, "")

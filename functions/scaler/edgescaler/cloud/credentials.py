@@ -33,7 +33,7 @@ class Credentials:
 _MAX_LENGTH = 4096  # STS tokens are ~1-2 kB
 
 
-def _checked(value: str, where: str) -> str:
+def checked(value: str, where: str) -> str:
     """``value`` if it can travel in an HTTP header; ConfigError naming ``where`` otherwise."""
     if len(value) > _MAX_LENGTH:
         raise ConfigError(f"{where}: longer than {_MAX_LENGTH} characters")
@@ -64,9 +64,9 @@ def from_fc_context(context: Any) -> Credentials | None:
         return None
     where = "FC context.credentials"
     return Credentials(
-        _checked(key_id, f"{where}.access_key_id"),
-        Secret(_checked(secret, f"{where}.access_key_secret")),
-        Secret(_checked(token, f"{where}.security_token")) if token else None,
+        checked(key_id, f"{where}.access_key_id"),
+        Secret(checked(secret, f"{where}.access_key_secret")),
+        Secret(checked(token, f"{where}.security_token")) if token else None,
     )
 
 
@@ -81,9 +81,9 @@ def from_env(env: Mapping[str, str]) -> Credentials | None:
         missing = "ALIBABA_CLOUD_ACCESS_KEY_ID" if not key_id else "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
         raise ConfigError(f"{missing} is not set but its partner is; set both or neither")
     return Credentials(
-        _checked(key_id, "ALIBABA_CLOUD_ACCESS_KEY_ID"),
-        Secret(_checked(secret, "ALIBABA_CLOUD_ACCESS_KEY_SECRET")),
-        Secret(_checked(token, "ALIBABA_CLOUD_SECURITY_TOKEN")) if token else None,
+        checked(key_id, "ALIBABA_CLOUD_ACCESS_KEY_ID"),
+        Secret(checked(secret, "ALIBABA_CLOUD_ACCESS_KEY_SECRET")),
+        Secret(checked(token, "ALIBABA_CLOUD_SECURITY_TOKEN")) if token else None,
     )
 
 

@@ -56,6 +56,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgescaler.cloud.credentials import Credentials
+from edgescaler.cloud.credentials import checked as checked_credential
 from edgescaler.cloud.credentials import from_env as alibaba_from_env
 from edgescaler.errors import ConfigError, ConflictError, StoreError
 from edgescaler.outside import message as outside_message
@@ -119,7 +120,21 @@ def client_credentials(
         if not (aws_id and aws_secret):
             raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both or neither")
         token = env.get("AWS_SESSION_TOKEN", "").strip()
-        return Credentials(aws_id, Secret(aws_secret), Secret(token) if token else None)
+        # Refused by name, never by value, like the ALIBABA_CLOUD_* ones (a line break in a
+        # header value would be quoted back by the HTTP library).
+        checked = {
+            name: checked_credential(value, name)
+            for name, value in (
+                ("AWS_ACCESS_KEY_ID", aws_id),
+                ("AWS_SECRET_ACCESS_KEY", aws_secret),
+                ("AWS_SESSION_TOKEN", token),
+            )
+        }
+        return Credentials(
+            checked["AWS_ACCESS_KEY_ID"],
+            Secret(checked["AWS_SECRET_ACCESS_KEY"]),
+            Secret(checked["AWS_SESSION_TOKEN"]) if token else None,
+        )
     return alibaba_from_env(env)
 
 
