@@ -305,6 +305,20 @@ class _FaultHandler(BaseHTTPRequestHandler):
                 owner._hang,
                 owner._trickle,
             )
+            header_trickle = owner._header_trickle
+        if header_trickle is not None:
+            # A status line, then one byte of a header per interval for ever: the headers never
+            # end, and no single read waits long.
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Pad: ")
+            self.wfile.flush()
+            while not owner._closing.wait(header_trickle):
+                try:
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+                except OSError:
+                    break
+            self.close_connection = True
+            return
         if trickle is not None:
             # A valid start, then one byte per interval for ever (until the server closes).
             self.send_response(200)
@@ -357,6 +371,7 @@ class FaultServer:
         self._content_type = "application/json"
         self._hang = False
         self._trickle: float | None = None
+        self._header_trickle: float | None = None
         self.requests: list[str] = []
         self.headers: list[dict[str, str]] = []
         self._httpd = _FaultHTTPServer(("127.0.0.1", 0), _FaultHandler)
@@ -383,6 +398,12 @@ class FaultServer:
         """Accept each following request and never answer it (provokes a read timeout)."""
         with self._lock:
             self._hang = True
+
+    def trickle_headers(self, interval: float) -> None:
+        """Answer every request with a status line and then one header byte per ``interval``,
+        for as long as the server runs."""
+        with self._lock:
+            self._header_trickle = interval
 
     def trickle(self, interval: float) -> None:
         """Answer each following request with a body that never ends: one byte per

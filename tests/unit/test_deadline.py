@@ -145,6 +145,38 @@ def test_no_scale_out_starts_unless_it_can_finish_before_the_deadline() -> None:
     assert cloud.bodies == [] and store.log(policy.cluster_id) == []  # nothing claimed
 
 
+class CountingPasswords(Passwords):
+    """Passwords from the environment, counting how often one was asked for (a KMS fetch
+    costs up to 2 x 7 s)."""
+
+    def __init__(self) -> None:
+        super().__init__({"ENS_LOGIN_PASSWORD": "Dead-L1ne-pw"})
+        self.asked = 0
+
+    def get(self, policy: Any) -> Any:
+        self.asked += 1
+        return super().get(policy)
+
+
+def test_no_password_is_fetched_for_a_scale_out_that_no_longer_fits() -> None:
+    clock = Clock()
+    deadline = Deadline(30, clock=clock)
+    clock.t += 15  # 15 s left; a scale-out needs 20 s
+    passwords = CountingPasswords()
+    actuator = ScaleOutActuator(
+        MemoryStore(),
+        lambda region: RecordingCloud(),
+        passwords,
+        deadline=deadline,
+        scale_out_seconds=20,
+    )
+    policy = builders.policy()
+    decision = decide(policy, 2, builders.readings(load=10))
+    ctx = Context(now=builders.NOW, trigger="timer", event_key=None, lookback=builders.NOW)
+    assert actuator.execute(policy, decision, [], ctx).outcome == OutcomeCode.DEADLINE
+    assert passwords.asked == 0
+
+
 def throttled(seq: int, ago: timedelta) -> Activity:
     t = builders.NOW - ago
     return Activity(

@@ -145,6 +145,9 @@ class ScaleOutActuator:
     def execute(
         self, policy: Policy, decision: Decision, activities: Sequence[Activity], ctx: Context
     ) -> Outcome:
+        late = self._too_late(policy, decision)
+        if late is not None:  # before the password too: a slow KMS must not outlast the run
+            return late
         try:  # resolve the password before claiming: a missing one must not block the cluster
             password = self._passwords.get(policy)
         except SecretError as exc:
@@ -183,12 +186,9 @@ class ScaleOutActuator:
         def outcome(code: OutcomeCode, reason: str, **kw: Any) -> Outcome:
             return self._outcome(policy, decision, code, reason, **kw)
 
-        if self._deadline is not None and not self._deadline.allows(self._scale_out_seconds):
-            return outcome(
-                OutcomeCode.DEADLINE,
-                f"not starting a scale-out of +{decision.add}: {self._deadline.remaining():.0f}s "
-                f"of the run left, a scale-out needs up to {self._scale_out_seconds:g}s",
-            ), None
+        late = self._too_late(policy, decision)
+        if late is not None:
+            return late, None
 
         # The claim goes right after the snapshot the guard and the decision were made on, never
         # after a fresh read: anything appended since then must make this create-only write fail.
@@ -286,6 +286,18 @@ class ScaleOutActuator:
             f"{int(delay.total_seconds())}s: {exc}",
             request_id=exc.request_id,
             activity_seq=claim.seq,
+        )
+
+    def _too_late(self, policy: Policy, decision: Decision) -> Outcome | None:
+        """The ``deadline`` outcome when a whole scale-out no longer fits in the run."""
+        if self._deadline is None or self._deadline.allows(self._scale_out_seconds):
+            return None
+        return self._outcome(
+            policy,
+            decision,
+            OutcomeCode.DEADLINE,
+            f"not starting a scale-out of +{decision.add}: {self._deadline.remaining():.0f}s "
+            f"of the run left, a scale-out needs up to {self._scale_out_seconds:g}s",
         )
 
     def _now(self, ctx: Context) -> datetime:

@@ -10,12 +10,15 @@ its real size) or once ``until`` (monotonic seconds) has passed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from typing import Any
 
+import httpcore
 import httpx
 
 from edgescaler import __version__
@@ -34,6 +37,102 @@ BARE_ENDPOINT_RE = re.compile(r"^https?://[^/\s?#]+/?$")
 
 class Abandoned(Exception):
     """An answer we stopped reading: too large, or still arriving when its time was up."""
+
+
+# -- one limit on a whole exchange ------------------------------------------------------------
+#
+# httpx bounds each socket operation, not an exchange: a server that sends its status line and
+# then a header byte every few seconds keeps send() going for as long as it likes (a POST
+# measured 48 s against its 15 s), before read_body() could look at the clock. The transports
+# built here give every socket operation of a thread at most the time left until the limit
+# that thread set with bounded(); past it, each waits 1 ms, so the exchange ends in a timeout.
+
+_limit = threading.local()
+_PAST_LIMIT = 0.001
+
+
+@contextlib.contextmanager
+def bounded(until: float) -> Iterator[None]:
+    """Within the block, the calling thread's exchanges through :func:`bounded_transport` wait
+    for no socket past ``until`` (monotonic seconds): connect, TLS, sending and every read,
+    headers included. The timeout is httpx's own (``ConnectTimeout``, ``ReadTimeout``...)."""
+    previous = getattr(_limit, "until", None)
+    _limit.until = until
+    try:
+        yield
+    finally:
+        _limit.until = previous
+
+
+def _capped(timeout: float | None) -> float | None:
+    until: float | None = getattr(_limit, "until", None)
+    if until is None:
+        return timeout
+    left = max(_PAST_LIMIT, until - time.monotonic())
+    return left if timeout is None else min(timeout, left)
+
+
+class _BoundedStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _capped(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _capped(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return _BoundedStream(self._inner.start_tls(ssl_context, server_hostname, _capped(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _BoundedBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(
+            host, port, _capped(timeout), local_address, socket_options
+        )
+        return _BoundedStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        return _BoundedStream(
+            self._inner.connect_unix_socket(path, _capped(timeout), socket_options)
+        )
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def bounded_transport(**options: Any) -> httpx.HTTPTransport:
+    """An ``httpx.HTTPTransport(**options)`` whose sockets honour :func:`bounded`. (httpx takes
+    no network backend; its connection pool keeps one, which is wrapped here. httpx and httpcore
+    are pinned to the versions this is tested with.)"""
+    built = httpx.HTTPTransport(**options)
+    pool = built._pool
+    pool._network_backend = _BoundedBackend(pool._network_backend)
+    return built
 
 
 def read_body(response: httpx.Response, *, max_bytes: int, until: float) -> bytes:
@@ -56,11 +155,12 @@ def exchange(
     :class:`Abandoned` propagate. (The CS client does the same steps itself: it must know
     whether an error came before or after the request was sent.)"""
     until = time.monotonic() + seconds
-    response = http.send(request, stream=True)
-    try:
-        return response, read_body(response, max_bytes=max_bytes, until=until)
-    finally:
-        response.close()
+    with bounded(until):
+        response = http.send(request, stream=True)
+        try:
+            return response, read_body(response, max_bytes=max_bytes, until=until)
+        finally:
+            response.close()
 
 
 class CredentialSource:
@@ -149,11 +249,11 @@ def client(
     )
     return httpx.Client(
         auth=auth,
-        transport=transport,
+        # one context per process: loading the CA bundle costs 21-26 ms of CPU
+        transport=transport if transport is not None else bounded_transport(verify=tls.context()),
         timeout=httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
         ),
         headers={"accept": "application/json", "user-agent": USER_AGENT},
         follow_redirects=False,
-        verify=tls.context(),  # one per process: loading the CA bundle costs 21-26 ms of CPU
     )

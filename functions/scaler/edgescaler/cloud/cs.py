@@ -645,14 +645,17 @@ class CSClient:
                 timeout=timeout,
             )
             until = time.monotonic() + total
-            response = http.send(request, stream=True)
-            sent = True
-            try:
-                # A DescribeClusterNodes page of 100 nodes is ~150 kB; past the cap, or past its
-                # time, an answer is abandoned (a transport error), never parsed.
-                body = read_body(response, max_bytes=self._max_answer_bytes, until=until)
-            finally:
-                response.close()
+            # The whole exchange, headers included, within its time (acs.bounded): a server
+            # trickling header bytes would otherwise hold send() as long as it likes.
+            with acs.bounded(until):
+                response = http.send(request, stream=True)
+                sent = True
+                try:
+                    # A DescribeClusterNodes page of 100 nodes is ~150 kB; past the cap, or past
+                    # its time, an answer is abandoned (a transport error), never parsed.
+                    body = read_body(response, max_bytes=self._max_answer_bytes, until=until)
+                finally:
+                    response.close()
         except (httpx.RequestError, httpx.InvalidURL, Abandoned) as exc:
             log.debug(
                 "cs %s attempt=%d status=error request_id=- error=%s",

@@ -168,7 +168,8 @@ def _shared_http(base: str) -> acs.ClientShards:
             ),
             headers={"user-agent": _USER_AGENT},
             follow_redirects=False,
-            verify=tls.context(),  # one per process, shared with the CS and KMS clients
+            # one context per process, shared with the CS and KMS clients
+            transport=acs.bounded_transport(verify=tls.context()),
         )
 
     with _http_lock:
@@ -282,19 +283,21 @@ class OSSClient:
     def _send(
         self, method: str, url: str, headers: dict[str, str], body: bytes, auth: OssV4Auth
     ) -> Answer:
-        with self._http().stream(
-            method,
-            url,
-            headers=headers,
-            content=body if method in ("PUT", "POST") else None,
-            auth=auth,
-        ) as response:
-            # Bounded in size and in time: a body trickled under the read timeout would
-            # otherwise hold the run until its deadline.
+        # Bounded in size and in time, headers included (acs.bounded): a body or headers
+        # trickled under the read timeout would otherwise hold the run until its deadline.
+        until = time.monotonic() + ANSWER_SECONDS
+        with (
+            acs.bounded(until),
+            self._http().stream(
+                method,
+                url,
+                headers=headers,
+                content=body if method in ("PUT", "POST") else None,
+                auth=auth,
+            ) as response,
+        ):
             try:
-                data = acs.read_body(
-                    response, max_bytes=MAX_BODY, until=time.monotonic() + ANSWER_SECONDS
-                )
+                data = acs.read_body(response, max_bytes=MAX_BODY, until=until)
             except acs.Abandoned as exc:
                 raise OSSFailure(
                     "ResponseAbandoned", response.status_code, str(exc), maybe_applied=True
