@@ -221,11 +221,18 @@ def test_invalidate_picks_up_a_rotated_value(
     assert fake.fetches(NAME) == 2
 
 
-def test_errors_are_not_cached(fake: FakeKMS, cached: tuple[SecretCache, Clock]) -> None:
-    cache, _ = cached
+def test_errors_are_held_briefly_not_cached(
+    fake: FakeKMS, cached: tuple[SecretCache, Clock]
+) -> None:
+    from edgescaler.cloud.kms import FAILURE_HOLD
+
+    cache, clock = cached
     fake.faults = [(403, "Forbidden.NoPermission")]
     with pytest.raises(KMSApiError):
         cache.get(NAME)
+    with pytest.raises(KMSApiError):  # the same answer, at once: KMS would now answer
+        cache.get(NAME)
+    clock.now += FAILURE_HOLD + 1
     assert cache.get(NAME).reveal() == VALUE
 
 
@@ -270,6 +277,47 @@ def test_a_slow_fetch_holds_only_its_own_name() -> None:
     fast.join()
     assert not held and got == ["fast-value-0123"]
     assert cache.get("slow").reveal() == "slow-value-0123"
+
+
+def test_a_failed_fetch_answers_the_policies_waiting_for_it_at_once() -> None:
+    """Four policies share a secret on a KMS that times out: one fetch, not four in a row
+    (each would wait out its timeouts: 41 s for four against a 5 s deadline); after
+    FAILURE_HOLD the next get tries again."""
+    from edgescaler.cloud import kms as kms_mod
+    from edgescaler.errors import SecretError
+
+    now = [0.0]
+    calls: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def hanging(name: str) -> Secret:
+        calls.append(name)
+        started.set()
+        assert release.wait(5)
+        raise SecretError(f"KMS secret {name}: timeout")
+
+    cache = SecretCache(hanging, ttl=60, clock=lambda: now[0])
+    errors: list[str] = []
+
+    def get() -> None:
+        try:
+            cache.get("shared")
+        except SecretError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=get) for _ in range(4)]
+    threads[0].start()
+    assert started.wait(5)
+    for t in threads[1:]:
+        t.start()
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert calls == ["shared"] and len(errors) == 4 and all("timeout" in e for e in errors)
+    now[0] += kms_mod.FAILURE_HOLD + 1
+    with pytest.raises(SecretError):
+        cache.get("shared")
+    assert calls == ["shared", "shared"]
 
 
 def test_cache_contract_checks() -> None:

@@ -263,15 +263,22 @@ class KMSClient:
         )
 
 
+# How long a failed fetch of a secret is answered from memory (see SecretCache).
+FAILURE_HOLD = 30.0
+
+
 class SecretCache:
     """Secrets by name, each kept for ``ttl`` seconds after it was fetched.
 
-    ``fetch(name)`` is called on a miss or an expired entry; its errors propagate and are not
-    cached (the next :meth:`get` tries again). :meth:`invalidate` drops one entry: call it when
-    ENS/CS rejects the password, then :meth:`get` once more to pick up a rotated value (and give
-    up if that one is rejected too). ``clock`` is monotonic seconds, injectable for tests.
-    Thread-safe: the pipeline evaluates policies concurrently; one fetch per name at a time,
-    fetches of different names side by side.
+    ``fetch(name)`` is called on a miss or an expired entry; its errors propagate, and for
+    :data:`FAILURE_HOLD` seconds every :meth:`get` of that name raises the same error at once
+    (policies sharing a secret on a KMS that hangs would otherwise each wait out its timeouts,
+    one after the other, past the run's deadline); after that, :meth:`get` tries again.
+    :meth:`invalidate` drops one entry: call it when ENS/CS rejects the password, then
+    :meth:`get` once more to pick up a rotated value (and give up if that one is rejected too).
+    ``clock`` is monotonic seconds, injectable for tests. Thread-safe: the pipeline evaluates
+    policies concurrently; one fetch per name at a time, fetches of different names side by
+    side.
     """
 
     def __init__(
@@ -286,7 +293,8 @@ class SecretCache:
         self._ttl = ttl
         self._clock = clock
         self._entries: dict[str, tuple[float, Secret]] = {}
-        self._lock = threading.Lock()  # guards _entries and _fetching
+        self._failed: dict[str, tuple[float, Exception]] = {}
+        self._lock = threading.Lock()  # guards _entries, _failed and _fetching
         self._fetching: dict[str, threading.Lock] = {}
 
     def __repr__(self) -> str:
@@ -303,19 +311,33 @@ class SecretCache:
             hit = self._fresh(name)
             if hit is not None:
                 return hit
+            self._raise_recent_failure(name)
             name_lock = self._fetching.setdefault(name, threading.Lock())
         # One fetch per name at a time; policies naming other secrets do not wait for it.
         with name_lock:
             with self._lock:
                 hit = self._fresh(name)  # fetched by another thread meanwhile
+                if hit is None:
+                    self._raise_recent_failure(name)  # or failed meanwhile
             if hit is not None:
                 return hit
-            value = fetch(name)
+            try:
+                value = fetch(name)
+            except Exception as exc:
+                with self._lock:
+                    self._failed[name] = (self._clock() + FAILURE_HOLD, exc)
+                raise
             if not isinstance(value, Secret):  # a fetch that returns a str would leak in reprs
                 raise TypeError("SecretCache fetch must return a Secret")
             with self._lock:
                 self._entries[name] = (self._clock() + self._ttl, value)
+                self._failed.pop(name, None)
             return value
+
+    def _raise_recent_failure(self, name: str) -> None:
+        failed = self._failed.get(name)
+        if failed is not None and self._clock() < failed[0]:
+            raise failed[1]
 
     def _fresh(self, name: str) -> Secret | None:
         entry = self._entries.get(name)
@@ -324,6 +346,7 @@ class SecretCache:
     def invalidate(self, name: str) -> None:
         with self._lock:
             self._entries.pop(name, None)
+            self._failed.pop(name, None)
 
 
 __all__ = [
