@@ -85,3 +85,21 @@ def test_an_oss_request_whose_headers_never_end_is_cut_at_its_time(
     client = OSSClient(trickling.url, "bucket", "cn-hangzhou", CREDS, attempts=1)
     exc = raised(lambda: client.request("GET", "k"))
     assert isinstance(exc, OSSFailure), exc
+
+
+def test_the_bounded_clients_still_go_through_an_environment_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """httpx mounts no proxy from the environment when it is given a transport: the bounded
+    clients keep httpx's own transports (and its proxy mounts) and wrap their sockets."""
+    with FaultServer() as proxy:
+        proxy.reply(200, '{"nodes": [], "page": {"total_count": 0}}')
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        client = CSClient(
+            "cn-hangzhou", lambda: CREDS, endpoint="http://cs.example.invalid", max_retries=0
+        )
+        with client:
+            assert client.list_nodes("c0123456789abcdef") == []
+        assert proxy.requests and proxy.requests[0].startswith("http://cs.example.invalid/")

@@ -53,7 +53,7 @@ _PAST_LIMIT = 0.001
 
 @contextlib.contextmanager
 def bounded(until: float) -> Iterator[None]:
-    """Within the block, the calling thread's exchanges through :func:`bounded_transport` wait
+    """Within the block, the calling thread's exchanges through a :func:`bounding` client wait
     for no socket past ``until`` (monotonic seconds): connect, TLS, sending and every read,
     headers included. The timeout is httpx's own (``ConnectTimeout``, ``ReadTimeout``...)."""
     previous = getattr(_limit, "until", None)
@@ -125,14 +125,19 @@ class _BoundedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def bounded_transport(**options: Any) -> httpx.HTTPTransport:
-    """An ``httpx.HTTPTransport(**options)`` whose sockets honour :func:`bounded`. (httpx takes
-    no network backend; its connection pool keeps one, which is wrapped here. httpx and httpcore
-    are pinned to the versions this is tested with.)"""
-    built = httpx.HTTPTransport(**options)
-    pool = built._pool
-    pool._network_backend = _BoundedBackend(pool._network_backend)
-    return built
+def bounding(client: httpx.Client) -> httpx.Client:
+    """``client`` with its sockets honouring :func:`bounded`: its transport and the proxy
+    transports it mounted from the environment (``HTTPS_PROXY``, ``NO_PROXY``: httpx mounts none
+    when given a transport, so the client keeps its own). httpx takes no network backend; each
+    transport's connection pool keeps one, which is wrapped here (httpx and httpcore are pinned
+    to the versions the tests run). Other transports (a test's) are left as they are."""
+    for transport in (client._transport, *client._mounts.values()):
+        pool: Any = getattr(transport, "_pool", None)
+        backend: Any = getattr(pool, "_network_backend", None)
+        wrappable = isinstance(transport, httpx.HTTPTransport) and backend is not None
+        if wrappable and not isinstance(backend, _BoundedBackend):
+            pool._network_backend = _BoundedBackend(backend)
+    return client
 
 
 def read_body(response: httpx.Response, *, max_bytes: int, until: float) -> bytes:
@@ -247,13 +252,14 @@ def client(
         if clock is not None
         else AcsV3Auth(credentials, nonce=nonce)
     )
-    return httpx.Client(
+    built = httpx.Client(
         auth=auth,
-        # one context per process: loading the CA bundle costs 21-26 ms of CPU
-        transport=transport if transport is not None else bounded_transport(verify=tls.context()),
+        transport=transport,
         timeout=httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
         ),
         headers={"accept": "application/json", "user-agent": USER_AGENT},
         follow_redirects=False,
+        verify=tls.context(),  # one per process: loading the CA bundle costs 21-26 ms of CPU
     )
+    return bounding(built)

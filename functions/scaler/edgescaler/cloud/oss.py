@@ -159,17 +159,18 @@ def _shared_http(base: str) -> acs.ClientShards:
     across invocations. Credentials are per request (in the auth), not here."""
 
     def build() -> httpx.Client:
-        return httpx.Client(
-            timeout=httpx.Timeout(
-                connect=CONNECT_TIMEOUT,
-                read=READ_TIMEOUT,
-                write=READ_TIMEOUT,
-                pool=CONNECT_TIMEOUT,
-            ),
-            headers={"user-agent": _USER_AGENT},
-            follow_redirects=False,
-            # one context per process, shared with the CS and KMS clients
-            transport=acs.bounded_transport(verify=tls.context()),
+        return acs.bounding(
+            httpx.Client(
+                timeout=httpx.Timeout(
+                    connect=CONNECT_TIMEOUT,
+                    read=READ_TIMEOUT,
+                    write=READ_TIMEOUT,
+                    pool=CONNECT_TIMEOUT,
+                ),
+                headers={"user-agent": _USER_AGENT},
+                follow_redirects=False,
+                verify=tls.context(),  # one per process, shared with the CS and KMS clients
+            )
         )
 
     with _http_lock:
