@@ -181,6 +181,16 @@ def test_quote_shows_a_short_escaped_excerpt() -> None:
     assert outside.one_line("a\r\n\tb\x00c\u2028d\x85e") == "a b\\x00c d e"
 
 
+@pytest.mark.parametrize("start", [33, 35, 38])
+def test_quote_redacts_a_secret_straddling_its_cut(start: int) -> None:
+    """The first 2-7 characters of a secret cut at the quote's 40th character are too short to
+    recognise on their own: the value is redacted before it is cut."""
+    Secret(PASSWORD)
+    shown = outside.quote("x" * start + PASSWORD + " and more text after it")
+    assert PASSWORD[:2] not in shown.replace("x", ""), shown
+    assert "*" in shown  # the mask, itself cut when it starts near the end
+
+
 # -- events ---------------------------------------------------------------------------------------
 
 SURROGATE = "\\ud800"

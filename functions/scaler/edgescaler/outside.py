@@ -21,6 +21,7 @@ from edgescaler.sensitive import Secret, redact
 MAX_MESSAGE = 300  # every error message edgescaler emits is at most this long
 MAX_REASON = 600  # an outcome's reason (it may quote several metrics' failures)
 QUOTE_LIMIT = 40
+_QUOTE_SLACK = 64  # characters past a quote's cut that are redacted with it
 # Redaction looks at this much of a text at most: every message is cut far shorter afterwards,
 # so nothing beyond it can be shown, and a huge answer body costs no more than a small one.
 _REDACT_WINDOW = 16 * 1024
@@ -67,14 +68,17 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     Only the beginning of the value is ever looked at, so a 100 kB key costs nothing.
     """
     if isinstance(value, str):
-        head = value[: limit + 1]
+        # Redacted before it is cut: a secret straddling the cut keeps at least a FRAGMENT-long
+        # piece in this window, so it is masked whole instead of leaving its first characters.
+        head = value[: limit + _QUOTE_SLACK]
     elif isinstance(value, int | float | bool) or value is None:
         text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "<huge int>"
         return clip(text, limit)
     else:
         head = f"<{type(value).__name__}>"
     # repr escapes quotes, control characters and lone surrogates.
-    escaped = repr(redact(head[:limit]))[1:-1]
-    if len(head) > limit:
+    shown = redact(head)
+    escaped = repr(shown[:limit])[1:-1]
+    if len(shown) > limit:
         escaped += "..."
     return f"'{escaped}'"
