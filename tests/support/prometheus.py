@@ -298,38 +298,22 @@ class _FaultHandler(BaseHTTPRequestHandler):
         with owner._lock:
             owner.requests.append(self.path)
             owner.headers.append(dict(self.headers.items()))
-            status, body, content_type, hang, trickle = (
+            status, body, content_type, hang, dribble = (
                 owner._status,
                 owner._body,
                 owner._content_type,
                 owner._hang,
-                owner._trickle,
+                owner._dribble,
             )
-            header_trickle = owner._header_trickle
-        if header_trickle is not None:
-            # A status line, then one byte of a header per interval for ever: the headers never
-            # end, and no single read waits long.
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Pad: ")
+        if dribble is not None:
+            # A start, then one byte per interval for ever (until the server closes): no read
+            # timeout ever fires.
+            start, byte, interval = dribble
+            self.wfile.write(start)
             self.wfile.flush()
-            while not owner._closing.wait(header_trickle):
+            while not owner._closing.wait(interval):
                 try:
-                    self.wfile.write(b"a")
-                    self.wfile.flush()
-                except OSError:
-                    break
-            self.close_connection = True
-            return
-        if trickle is not None:
-            # A valid start, then one byte per interval for ever (until the server closes).
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(10**9))
-            self.end_headers()
-            self.wfile.write(b'{"status":"success","data":{"resultType":"vector","result":[')
-            self.wfile.flush()
-            while not owner._closing.wait(trickle):
-                try:
-                    self.wfile.write(b" ")
+                    self.wfile.write(byte)
                     self.wfile.flush()
                 except OSError:
                     break
@@ -370,8 +354,7 @@ class FaultServer:
         self._body = '{"status":"success","data":{"resultType":"vector","result":[]}}'
         self._content_type = "application/json"
         self._hang = False
-        self._trickle: float | None = None
-        self._header_trickle: float | None = None
+        self._dribble: tuple[bytes, bytes, float] | None = None  # start, byte, interval
         self.requests: list[str] = []
         self.headers: list[dict[str, str]] = []
         self._httpd = _FaultHTTPServer(("127.0.0.1", 0), _FaultHandler)
@@ -386,13 +369,8 @@ class FaultServer:
     def reply(self, status: int, body: str, content_type: str = "application/json") -> None:
         """Answer each following request with ``status`` and ``body``."""
         with self._lock:
-            self._status, self._body, self._content_type, self._hang, self._trickle = (
-                status,
-                body,
-                content_type,
-                False,
-                None,
-            )
+            self._status, self._body, self._content_type = status, body, content_type
+            self._hang, self._dribble = False, None
 
     def hang(self) -> None:
         """Accept each following request and never answer it (provokes a read timeout)."""
@@ -400,16 +378,21 @@ class FaultServer:
             self._hang = True
 
     def trickle_headers(self, interval: float) -> None:
-        """Answer every request with a status line and then one header byte per ``interval``,
-        for as long as the server runs."""
+        """Answer each following request with a status line and then one header byte per
+        ``interval`` seconds: headers that never end."""
         with self._lock:
-            self._header_trickle = interval
+            self._dribble = (b"HTTP/1.1 200 OK\r\nX-Pad: ", b"a", interval)
 
     def trickle(self, interval: float) -> None:
         """Answer each following request with a body that never ends: one byte per
-        ``interval`` seconds (no read timeout ever fires)."""
+        ``interval`` seconds."""
+        start = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000000\r\n\r\n"
+            b'{"status":"success","data":{"resultType":"vector","result":['
+        )
         with self._lock:
-            self._trickle = interval
+            self._dribble = (start, b" ", interval)
 
     def close(self) -> None:
         self._closing.set()  # release hanging handlers first, or shutdown() waits for them

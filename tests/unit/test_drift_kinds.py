@@ -34,21 +34,11 @@ class Cloud:
         return self.nodes
 
     def describe_task(self, task_id: str) -> TaskInfo:
-        if task_id == "T-gone":
+        answers = {"T-gone": (404, "ErrorTaskNotFound"), "T-500": (500, "InternalError")}
+        if task_id in answers:
+            status, code = answers[task_id]
             raise CSApiError(
-                action="DescribeTaskInfo",
-                status=404,
-                code="ErrorTaskNotFound",
-                message="",
-                request_id=None,
-            )
-        if task_id == "T-500":
-            raise CSApiError(
-                action="DescribeTaskInfo",
-                status=500,
-                code="InternalError",
-                message="",
-                request_id=None,
+                action="DescribeTaskInfo", status=status, code=code, message="", request_id=None
             )
         raise CSTransportError(action="DescribeTaskInfo", detail="timed out")
 
