@@ -160,6 +160,20 @@ def test_a_secret_echoed_in_an_encoded_form_is_masked(password: str, echoed: str
     assert shown == "InvalidParameter login_password=*** (request id R)", shown
 
 
+def test_a_secret_and_its_encoded_forms_are_kept_and_evicted_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Registering a secret again keeps all its forms: they used to be separate entries, and
+    the encoded ones were evicted first while the raw value stayed."""
+    monkeypatch.setattr(sensitive, "_MAX_PIECES", 60)  # the encoded one: 48 pieces
+    Secret("Xy7!pq#Rz9@k2024")
+    Secret("Mx8Qw2Er5Ty7Ui0P")
+    Secret("Xy7!pq#Rz9@k2024")  # used again: now the newest
+    Secret("Zc4Vb6Nm1Lk3Jh9G")  # past the bound: evicts the oldest secret, whole
+    assert sensitive.known_secrets() == ["Xy7!pq#Rz9@k2024", "Zc4Vb6Nm1Lk3Jh9G"]
+    assert sensitive.redact("echo Xy7%21pq%23Rz9%40k2024") == "echo ***"
+
+
 def test_an_unregistered_secret_given_to_redact_is_masked_in_its_encoded_forms() -> None:
     shown = sensitive.redact("x Qz9%21pq%23Rz9%40k2024 y", "Qz9!pq#Rz9@k2024")
     assert shown == "x *** y"
@@ -189,6 +203,15 @@ def test_quote_redacts_a_secret_straddling_its_cut(start: int) -> None:
     shown = outside.quote("x" * start + PASSWORD + " and more text after it")
     assert PASSWORD[:2] not in shown.replace("x", ""), shown
     assert "*" in shown  # the mask, itself cut when it starts near the end
+
+
+def test_quote_redacts_a_secret_an_earlier_mask_moved_into_the_excerpt() -> None:
+    """A 90-character token masked as *** pulls what follows it forward: the password after
+    it must be masked too, and the cut still marked."""
+    token = Secret("T" * 45 + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM")
+    Secret("Pw9zQx7K")
+    shown = outside.quote("id=" + token.reveal() + "fill." + "Pw9zQx7K" + "tail" * 50)
+    assert "Pw9z" not in shown and shown.endswith("...'"), shown
 
 
 # -- events ---------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgescaler.outside import MAX_REASON, one_line
+from edgescaler.outside import MAX_REASON
+from edgescaler.outside import message as outside_message
 
 
 class EdgescalerError(Exception):
@@ -49,7 +50,7 @@ class Problem:
         file name or the values the message quotes."""
         where = f"{self.file}:{self.line}" if self.line else self.file
         field = f"{self.field}: " if self.field else ""
-        return one_line(f"{where}: {field}{self.message}", MAX_REASON)
+        return outside_message(f"{where}: {field}{self.message}", MAX_REASON)
 
 
 class PolicyError(EdgescalerError):

@@ -21,7 +21,6 @@ from edgescaler.sensitive import Secret, redact
 MAX_MESSAGE = 300  # every error message edgescaler emits is at most this long
 MAX_REASON = 600  # an outcome's reason (it may quote several metrics' failures)
 QUOTE_LIMIT = 40
-_QUOTE_SLACK = 64  # characters past a quote's cut that are redacted with it
 # Redaction looks at this much of a text at most: every message is cut far shorter afterwards,
 # so nothing beyond it can be shown, and a huge answer body costs no more than a small one.
 _REDACT_WINDOW = 16 * 1024
@@ -65,12 +64,12 @@ def message(
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     """A short, escaped, quoted excerpt of a user-supplied value, e.g. ``'abc...'``.
 
-    Only the beginning of the value is ever looked at, so a 100 kB key costs nothing.
+    Only the beginning of the value is looked at (as much as :func:`message` redacts), so a
+    100 kB key costs little. It is redacted before it is cut: a secret straddling the cut, or
+    moved into the excerpt by an earlier one's shorter mask, is masked whole.
     """
     if isinstance(value, str):
-        # Redacted before it is cut: a secret straddling the cut keeps at least a FRAGMENT-long
-        # piece in this window, so it is masked whole instead of leaving its first characters.
-        head = value[: limit + _QUOTE_SLACK]
+        head = value[:_REDACT_WINDOW]
     elif isinstance(value, int | float | bool) or value is None:
         text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "<huge int>"
         return clip(text, limit)
@@ -79,6 +78,6 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     # repr escapes quotes, control characters and lone surrogates.
     shown = redact(head)
     escaped = repr(shown[:limit])[1:-1]
-    if len(shown) > limit:
+    if len(shown) > limit or (isinstance(value, str) and len(value) > len(head)):
         escaped += "..."
     return f"'{escaped}'"

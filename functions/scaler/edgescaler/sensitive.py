@@ -27,7 +27,9 @@ FRAGMENT = 8  # the shortest piece of a secret that redaction recognises on its 
 # credentials rotating under a warm instance), in a few MB. A count of secrets would evict the
 # passwords of a run of many policies, whose error messages may then quote them.
 _MAX_PIECES = 100_000
-_registry: OrderedDict[str, None] = OrderedDict()
+# Each secret (its raw value) with the forms redaction looks for (:func:`_encodings`): used,
+# moved and evicted together.
+_registry: OrderedDict[str, tuple[str, ...]] = OrderedDict()
 _registry_lock = threading.Lock()
 # Every FRAGMENT-character piece of the registered secrets, with how many secrets hold it:
 # kept up to date as the registry changes (not rebuilt, not computed per redact() call: a report
@@ -36,14 +38,14 @@ _registry_lock = threading.Lock()
 _pieces: dict[str, int] = {}
 
 
-def _encodings(value: str) -> list[str]:
+def _encodings(value: str) -> tuple[str, ...]:
     """``value`` and the forms an API may quote it in: percent-encoded (a query string, a form
     body), JSON-escaped (``\\u003d`` for ``=``, as Gson does for ``<>&='``; every character
     escaped), HTML-escaped. A password such as ``Xy7!pq#Rz9@k2024`` shows as
     ``Xy7%21pq%23Rz9%40k2024`` in an echoed request: no 8-character piece of the raw value is
     left in it."""
     if value.isalnum():
-        return [value]
+        return (value,)
     out = [
         value,
         quote(value, safe=""),
@@ -53,7 +55,7 @@ def _encodings(value: str) -> list[str]:
         "".join(f"\\u{ord(c):04x}" if c in "<>&='" else c for c in value),
         _html_escaped(value),
     ]
-    return list(dict.fromkeys(out))
+    return tuple(dict.fromkeys(out))
 
 
 def _html_escaped(value: str) -> str:
@@ -73,20 +75,22 @@ def _register(value: str) -> None:
         if value in _registry:
             _registry.move_to_end(value)
             return
-        for form in _encodings(value):
-            if form in _registry:
-                continue
-            _registry[form] = None
-            for g in _grams(form):
-                _pieces[g] = _pieces.get(g, 0) + 1
+        forms = _registry[value] = _encodings(value)
+        _count(forms, +1)
         while len(_pieces) > _MAX_PIECES and len(_registry) > 1:
-            oldest, _ = _registry.popitem(last=False)
-            for g in _grams(oldest):
-                left = _pieces[g] - 1
-                if left:
-                    _pieces[g] = left
-                else:
-                    del _pieces[g]
+            _, oldest = _registry.popitem(last=False)
+            _count(oldest, -1)
+
+
+def _count(forms: tuple[str, ...], step: int) -> None:
+    """Add (``step`` 1) or remove (-1) the pieces of ``forms``; caller holds the lock."""
+    for form in forms:
+        for g in _grams(form):
+            left = _pieces.get(g, 0) + step
+            if left:
+                _pieces[g] = left
+            else:
+                del _pieces[g]
 
 
 def forget_all() -> None:
