@@ -35,6 +35,30 @@ def test_a_timer_name_that_is_no_trigger_name_is_refused_in_one_short_line(name:
     assert "triggerName" in text and "\n" not in text and len(text) < 200
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"request_id": "abc\nINJECTED line"},
+        {"request_id": "r" * 129},
+        {
+            "specversion": "1.0",
+            "source": "acs.cloudmonitor",
+            "id": "x\ny",
+            "type": "cms:Alarm:StateChange",
+            "data": {},
+        },
+    ],
+    ids=["manual-newline", "manual-too-long", "eventbridge-newline"],
+)
+def test_an_event_key_part_that_is_no_identifier_is_refused(event: dict[str, object]) -> None:
+    """Every part of an event key is one short printable identifier: the key is stored and
+    logged, and a long one cut short could make two events one."""
+    with pytest.raises(EventError) as info:
+        parse_event(json.dumps(event).encode())
+    text = str(info.value)
+    assert "is not an identifier" in text and "\n" not in text and len(text) < 200, text
+
+
 def test_the_report_shows_the_event_key_as_one_short_line() -> None:
     from datetime import datetime, timezone
 

@@ -52,6 +52,7 @@ MAX_EVENT_BYTES = 256 * 1024
 _MANUAL_KEYS = frozenset({"policies", "dry_run", "request_id", "reason"})
 _TIMER_KEYS = frozenset({"triggerTime", "triggerName", "payload"})
 MAX_TRIGGER_NAME = 128
+MAX_REQUEST_ID = 128
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -176,12 +177,26 @@ def _form(text: str) -> dict[str, Any]:
 
 
 def _text(data: dict[str, Any], key: str, where: str, limit: int = 200) -> str:
+    """A required identifier of an event (a part of its event key, a state): see
+    :func:`_key_part`."""
     value = data.get(key)
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value.strip() or value == "null":
         raise EventError(f"{where}: {key} is missing")
-    return value.strip()[:limit]
+    return _key_part(value.strip(), key, where, limit)
+
+
+def _key_part(value: str, key: str, where: str, limit: int) -> str:
+    """``value`` if it can stand in an event key: the key is stored, logged and shown, one short
+    line each time, and two events must not share one because a long value was cut. EventError
+    naming ``key`` otherwise."""
+    if len(value) > limit or not value.isprintable():
+        raise EventError(
+            f"{where}: {key} {quote(value)} is not an identifier (at most {limit} printable "
+            f"characters)"
+        )
+    return value
 
 
 def _alert_detail(data: dict[str, Any]) -> dict[str, Any]:
@@ -329,13 +344,7 @@ def _timer(data: dict[str, Any]) -> RunRequest:
     when = data.get("triggerTime")
     if not isinstance(name, str) or not name.strip():
         raise EventError("timer event: triggerName must be a non-empty string")
-    # FC trigger names are at most 128 characters; the name goes into the event key (the store,
-    # the report, every log line), which must stay one short line.
-    if len(name) > MAX_TRIGGER_NAME or not name.isprintable():
-        raise EventError(
-            f"timer event: triggerName {quote(name)} is not a trigger name (at most "
-            f"{MAX_TRIGGER_NAME} printable characters)"
-        )
+    name = _key_part(name, "triggerName", "timer event", MAX_TRIGGER_NAME)  # FC's limit
     if not isinstance(when, str):
         raise EventError("timer event: triggerTime must be a string like 2026-11-27T07:05:00Z")
     try:
@@ -386,6 +395,8 @@ def _manual(data: dict[str, Any], trigger: str, where: str) -> RunRequest:
     request_id = data.get("request_id")
     if request_id is not None and (not isinstance(request_id, str) or not request_id.strip()):
         raise EventError(f"{where}: request_id must be a non-empty string")
+    if request_id is not None:
+        request_id = _key_part(request_id, "request_id", where, MAX_REQUEST_ID)
     reason = data.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise EventError(f"{where}: reason must be a string")
@@ -393,11 +404,11 @@ def _manual(data: dict[str, Any], trigger: str, where: str) -> RunRequest:
     if reason:
         detail["reason"] = message(reason, 200)
     if request_id:
-        detail["request_id"] = message(request_id, 128)
+        detail["request_id"] = message(request_id, MAX_REQUEST_ID)
     return RunRequest(
         trigger=trigger,
         policies=policies,
         dry_run=dry_run,
-        event_key=f"manual:{request_id[:128]}" if request_id else None,
+        event_key=f"manual:{request_id}" if request_id else None,
         detail=detail,
     )
