@@ -440,6 +440,7 @@ def test_a_timed_out_task_that_ends_late_takes_its_end_and_the_cooldown_after_it
         o = w.outcome(RUN)
         act = only_activity(w)
         assert act.status == Status.SUCCEEDED and act.ended_at is not None, act
+        assert act.error is None  # its "still running after 15 min" no longer holds
         assert o["outcome"] == "cooling_down" and "ended at" in o["reason"], o
         assert len(w.posts()) == 1
         clock.advance(MIN)  # the cooldown (1 min) after the task's end has passed

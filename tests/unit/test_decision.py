@@ -201,3 +201,13 @@ def test_no_ready_node_leaves_average_utilisation_to_min_nodes() -> None:
     assert d.add == 0 and "at least one ready node" in d.rules[0].detail
     with pytest.raises(ValueError):
         decide(p, 3, readings(load=90.0), ready=4)
+
+
+def test_a_tiny_positive_load_still_asks_for_its_node() -> None:
+    """The rounding slack is relative: 5 / 1e10 is not rounded down to no node."""
+    p = policy(
+        metrics=LOAD,
+        rules=[tt(target_per_node=1e10)],
+        limits={"min_nodes": 0, "max_nodes": 10, "max_step": 5},
+    )
+    assert decide(p, 0, readings(load=5.0)).add == 1

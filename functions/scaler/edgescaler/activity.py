@@ -288,7 +288,9 @@ def track(act: Activity, task: TaskInfo, now: datetime) -> Activity | None:
     """
     ended = min(task.updated, now) if task.updated else now
     if task.phase == TaskPhase.SUCCESS:
-        return act.with_status(Status.SUCCEEDED, now, ended_at=ended)
+        # A timed-out one's "still running" no longer holds; a resolved one keeps its note.
+        error = None if act.status == Status.TIMED_OUT else act.error
+        return act.with_status(Status.SUCCEEDED, now, ended_at=ended, error=error)
     if task.phase == TaskPhase.FAILED:
         return act.with_status(
             Status.FAILED, now, ended_at=ended, error=f"task {task.state}: {task.failure}"

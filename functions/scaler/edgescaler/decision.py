@@ -191,12 +191,12 @@ def evaluate_rule(
 
 
 def _ceil(x: float) -> int:
-    """``ceil(x)``, but a quotient within a billionth (relative) of an integer is that integer:
-    float division leaves 8.4 / 1.4 at 6.000000000000001, and a whole node is not paid for a
-    rounding error."""
+    """``ceil(x)``, but a quotient within a billionth of itself above an integer is that
+    integer: float division leaves 8.4 / 1.4 at 6.000000000000001, and a whole node is not paid
+    for a rounding error. (Relative: a tiny positive quotient still asks for its one node.)"""
     if not math.isfinite(x):
         return math.ceil(x)  # OverflowError (inf) or ValueError (nan), as ceil() itself
-    return math.ceil(x - _EPSILON * max(1.0, abs(x)))
+    return math.ceil(x - _EPSILON * abs(x))
 
 
 def _target_tracking(

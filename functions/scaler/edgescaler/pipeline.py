@@ -243,14 +243,9 @@ def _evaluate(
         cloud = deps.cloud_for(policy.region)
     except ConfigError as exc:
         return outcome(OutcomeCode.ERROR, str(exc))
-    # The cloud's task errors may quote the request back, password included, and what refresh
-    # reads is written to the store, the report and the logs, redacted by what the process
-    # knows: a cold instance must know this policy's password first. Without it, nothing is
-    # refreshed this run (open scale-outs keep holding the cluster).
-    if deps.known is not None and _reads_cloud_text(activities, now) and not deps.known(policy):
-        log.warning("%s: login password unavailable; open scale-outs not refreshed", name)
-    else:
-        activities = refresh_open(activities, cloud, deps.actuator, now)
+    make_known = deps.known
+    known = (lambda: make_known(policy)) if make_known is not None else None
+    activities = refresh_open(activities, cloud, deps.actuator, now, known=known)
 
     verdict = guard.check(policy, activities, now=now)
     if not verdict.allowed:
@@ -354,13 +349,13 @@ def _evaluate(
     return deps.actuator.execute(policy, result.decision, activities, ctx)
 
 
-def _reads_cloud_text(activities: Sequence[Activity], now: datetime) -> bool:
-    """Whether :func:`refresh_open` will read task states (and errors) from the cloud."""
-    return any(lifecycle.tracked(a) or lifecycle.needs_resolution(a, now) for a in activities)
-
-
 def refresh_open(
-    activities: Sequence[Activity], cloud: CloudAPI, actuator: Actuator, now: datetime
+    activities: Sequence[Activity],
+    cloud: CloudAPI,
+    actuator: Actuator,
+    now: datetime,
+    *,
+    known: Callable[[], bool] | None = None,
 ) -> list[Activity]:
     """Bring open (and timed-out) activities up to date with the cloud, recording what changed.
 
@@ -369,9 +364,18 @@ def refresh_open(
     ones are tracked against their task (DescribeTaskInfo; :func:`~edgescaler.activity.tracked`).
     Anything that cannot be read leaves the activity as it is: the guard keeps holding the
     cluster.
+
+    ``known()`` is called before the first read when there is one to make (Deps.known): the
+    cloud's task errors may quote the request back, password included, and what is read here
+    is written to the store, the report and the logs, redacted by what the process knows. When
+    it says False, nothing is read this run: open scale-outs keep holding the cluster.
     """
     out = list(activities)
     ambiguous = [i for i, a in enumerate(out) if lifecycle.needs_resolution(a, now)]
+    reads = ambiguous or any(lifecycle.tracked(a) for a in out)
+    if reads and known is not None and not known():
+        log.warning("%s: login password unavailable; open scale-outs not refreshed", out[0].policy)
+        return out
     if ambiguous:
         cluster = out[ambiguous[0]].cluster_id
         tasks: list[TaskInfo] | None
@@ -383,7 +387,7 @@ def refresh_open(
         if tasks is not None:
             for i in ambiguous:
                 out[i] = _record(actuator, out[i], lifecycle.resolve(out[i], tasks, out, now))
-    for i, act in enumerate(out):
+    for i, act in enumerate(out):  # resolution above may have made some trackable
         if lifecycle.tracked(act) and act.task_id:
             try:
                 task = cloud.describe_task(act.task_id)
