@@ -91,8 +91,8 @@ class Invoker(Protocol):
     def close(self) -> None: ...
 
 
-def _one_line(text: str, *secrets: Any, limit: int = 0) -> str:
-    return outside_message(text, limit or _MAX_TEXT, secrets)
+def _one_line(text: str, *secrets: Any, limit: int = _MAX_TEXT) -> str:
+    return outside_message(text, limit, secrets)
 
 
 def _quoted_id(value: object) -> str | None:
@@ -221,7 +221,8 @@ class FC3Invoker:
             raise _transport_error(
                 "InvokeFunction", self.function, self.base_url, exc, self._credentials.secrets()
             ) from None
-        request_id = _quoted_id(response.headers.get("x-fc-request-id"))
+        raw_id = response.headers.get("x-fc-request-id")  # quoted once, by whoever shows it
+        request_id = _quoted_id(raw_id)
         log.debug(
             "fc3 InvokeFunction %s status=%d request_id=%s",
             self.function,
@@ -229,11 +230,12 @@ class FC3Invoker:
             request_id or "-",
         )
         error_type = response.headers.get("x-fc-error-type")
+        secrets = self._credentials.secrets()
         if error_type:
-            raise function_error(self.function, error_type, content, request_id)
+            raise function_error(self.function, error_type, content, raw_id, secrets)
         if not 200 <= response.status_code < 300:
             raise _api_error(
-                "InvokeFunction", self.function, response.status_code, content, request_id
+                "InvokeFunction", self.function, response.status_code, content, raw_id, secrets
             )
         return Invocation(request_id, response.status_code, content, asynchronous)
 
@@ -361,11 +363,10 @@ class FC2Invoker:
             request_id = None
         raw = str(getattr(exc, "message", "") or "")
         status = int(getattr(exc, "status_code", 0) or 0)
-        data = _json_object(raw)
         # FC's function error: 200 + X-Fc-Error-Type; fc2 raises it as FcError(status 200) with
         # the function's error body as the message.
         # fc2 keeps the body but drops the X-Fc-Error-Type header: the type is not known here.
-        if status == 200 and data is not None:
+        if status == 200 and _json_object(raw) is not None:
             return function_error(name, "FunctionError", raw.encode(), request_id, secrets)
         return _api_error("InvokeFunction", name, status, raw.encode(), request_id, secrets)
 

@@ -308,17 +308,14 @@ class SecretCache:
         if fetch is None:
             raise TypeError("SecretCache.get needs a fetch")
         with self._lock:
-            hit = self._fresh(name)
+            hit = self._known(name)
             if hit is not None:
                 return hit
-            self._raise_recent_failure(name)
             name_lock = self._fetching.setdefault(name, threading.Lock())
         # One fetch per name at a time; policies naming other secrets do not wait for it.
         with name_lock:
             with self._lock:
-                hit = self._fresh(name)  # fetched by another thread meanwhile
-                if hit is None:
-                    self._raise_recent_failure(name)  # or failed meanwhile
+                hit = self._known(name)  # fetched (or failed) in another thread meanwhile
             if hit is not None:
                 return hit
             try:
@@ -334,10 +331,17 @@ class SecretCache:
                 self._failed.pop(name, None)
             return value
 
-    def _raise_recent_failure(self, name: str) -> None:
+    def _known(self, name: str) -> Secret | None:
+        """The fresh value of ``name``, or None to fetch it; raises its failure while that is
+        held (see the class docstring). Caller holds ``_lock``."""
+        hit = self._fresh(name)
+        if hit is not None:
+            return hit
         failed = self._failed.get(name)
         if failed is not None and self._clock() < failed[0]:
-            raise failed[1]
+            # The same error again, without the frames of every earlier raise of it.
+            raise failed[1].with_traceback(None)
+        return None
 
     def _fresh(self, name: str) -> Secret | None:
         entry = self._entries.get(name)

@@ -317,7 +317,7 @@ class OSSClient:
         if not code:
             code = "NoSuchKey" if answer.status == 404 else f"HTTP{answer.status}"
         return OSSFailure(
-            self._scrub(code)[:80],
+            self._scrub_id(code) or "",
             answer.status,
             self._scrub(message or ""),
             request_id=self._scrub_id(request_id or answer.headers.get("x-oss-request-id")),

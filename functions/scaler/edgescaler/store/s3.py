@@ -286,8 +286,8 @@ class S3Store(Store):
         host = urlsplit(self.endpoint_url).netloc if self.endpoint_url else ""
         return f"s3://{self.bucket}/{self.prefix}" + (f" ({host})" if host else "")
 
-    def _scrub(self, text: str) -> str:
-        return outside_message(text, 300, self._secrets)
+    def _scrub(self, text: str, limit: int = 300) -> str:
+        return outside_message(text, limit, self._secrets)
 
     def _error(self, op: str, key: str, failure: _Failure) -> StoreError:
         status = f" (HTTP {failure.status})" if failure.status else ""
@@ -314,7 +314,7 @@ class S3Store(Store):
             err = exc.response.get("Error", {})
             meta = exc.response.get("ResponseMetadata", {})
             status = meta.get("HTTPStatusCode")
-            code = self._scrub(str(err.get("Code") or status or "ClientError"))[:80]
+            code = self._scrub(str(err.get("Code") or status or "ClientError"), 80)
             message = str(err.get("Message") or "")
             raise _Failure(
                 code, status, int(meta.get("RetryAttempts", 0)), self._scrub(message)
