@@ -161,6 +161,17 @@ def test_a_plot_that_cannot_be_written_is_refused_before_the_replay(
     assert err == f"edgescaler: --plot: {out.parent}: no such directory\n"
 
 
+def test_a_plot_format_matplotlib_does_not_write_is_refused_before_the_replay(
+    setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to run the whole replay, then fail in savefig as an internal error (exit 1)."""
+    out = tmp_path / "replay.xyz"
+    assert cli(replay(*setup, "--plot", str(out))) == 2
+    err = capsys.readouterr().err
+    assert "'replay.xyz': not a format matplotlib writes" in err and "png" in err
+    assert err.count("\n") == 1 and not out.exists()
+
+
 def test_a_trace_spanning_too_many_grid_points_is_refused_unallocated(
     setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -67,7 +67,7 @@ def format_duration(value: timedelta) -> str:
     return "".join(parts) or "0s"
 
 
-def _positive_duration(v: object) -> timedelta:
+def positive_duration(v: object) -> timedelta:
     d = parse_duration(v)
     if d <= timedelta(0):
         raise ValueError("must be longer than 0s")
@@ -256,7 +256,7 @@ class AlarmValue(_Model):
     @field_validator("max_age", mode="before")
     @classmethod
     def _duration(cls, v: object) -> timedelta:
-        return _positive_duration(v)
+        return positive_duration(v)
 
 
 class MetricSpec(_Model):
@@ -270,7 +270,7 @@ class MetricSpec(_Model):
     @field_validator("max_age", mode="before")
     @classmethod
     def _duration(cls, v: object) -> timedelta:
-        return _positive_duration(v)
+        return positive_duration(v)
 
 
 Number = StrictInt | StrictFloat
@@ -375,7 +375,7 @@ class HistorySpec(_Model):
     @field_validator("window", "step", mode="before")
     @classmethod
     def _duration(cls, v: object) -> timedelta:
-        return _positive_duration(v)
+        return positive_duration(v)
 
     @field_validator("step")
     @classmethod
@@ -445,13 +445,13 @@ class PredictiveRule(_Model):
     )
     @classmethod
     def _duration(cls, v: object) -> timedelta:
-        return _positive_duration(v)
+        return positive_duration(v)
 
     @field_validator("seasons", mode="before")
     @classmethod
     def _seasons(cls, v: object) -> object:
         if isinstance(v, list):
-            return [_positive_duration(x) for x in v]
+            return [positive_duration(x) for x in v]
         return v
 
     @field_validator("horizon")
@@ -501,7 +501,7 @@ class PrometheusSpec(_Model):
     @field_validator("timeout", mode="before")
     @classmethod
     def _duration(cls, v: object) -> timedelta:
-        d = _positive_duration(v)
+        d = positive_duration(v)
         if d > MAX_PROMETHEUS_TIMEOUT:
             raise ValueError(f"must be at most {format_duration(MAX_PROMETHEUS_TIMEOUT)}")
         return d

@@ -51,7 +51,7 @@ from edgescaler.activity import ENDED, Activity, Status
 from edgescaler.errors import PolicyError, Problem
 from edgescaler.metrics.base import Reading
 from edgescaler.metrics.series import Series
-from edgescaler.policy import Policy, PredictiveRule, parse_duration
+from edgescaler.policy import Policy, PredictiveRule, parse_duration, positive_duration
 from edgescaler.report import OutcomeCode
 
 DEFAULT_NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -101,14 +101,7 @@ class HistorySpec(_Model):
     days: StrictInt = Field(default=0, ge=0, le=30)
     values: list[FiniteFloat | None] = Field(default_factory=list)
 
-    _durations = field_validator("step", mode="before")(_duration)
-
-    @field_validator("step")
-    @classmethod
-    def _positive(cls, v: timedelta | None) -> timedelta | None:
-        if v is not None and v <= timedelta(0):
-            raise ValueError("must be longer than 0s")
-        return v
+    _step = field_validator("step", mode="before")(positive_duration)  # the policy's check
 
 
 class Expect(_Model):

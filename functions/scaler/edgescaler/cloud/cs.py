@@ -533,7 +533,7 @@ class CSClient:
                 if total is not None and len(out) < total:
                     raise _shapeless(action, f"page {number} is empty after {len(out)} of {total}")
                 return out
-            if self._last_page(page, number, page_size, len(items)):
+            if self._last_page(page, total, number, page_size, len(items)):
                 if whole and total is not None and len(out) < total:
                     raise _shapeless(action, f"the listing ended after {len(out)} of {total}")
                 return out
@@ -544,8 +544,9 @@ class CSClient:
     # -- plumbing
 
     @staticmethod
-    def _last_page(page: Mapping[str, Any], number: int, asked: int, got: int) -> bool:
-        total = _as_int(page.get("total_count"))
+    def _last_page(
+        page: Mapping[str, Any], total: int | None, number: int, asked: int, got: int
+    ) -> bool:
         size = _as_int(page.get("page_size")) or asked
         current = _as_int(page.get("page_number")) or number
         if total is None:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from edgescaler.outside import quote
 from edgescaler.policy import Policy
 from edgescaler.replay.compare import Comparison
 from edgescaler.replay.errors import ReplayError
@@ -102,11 +103,19 @@ def _floor(*series: Sequence[float]) -> float:
 
 
 def check_output(out: Path) -> None:
-    """ReplayError unless matplotlib is there and ``out``'s directory exists (checked before a
-    replay's minutes of simulation, not after them)."""
-    _pyplot()
+    """ReplayError unless matplotlib is there, ``out``'s directory exists and matplotlib
+    writes its format (checked before a replay's minutes of simulation, not after them)."""
+    plt = _pyplot()
     if not out.parent.is_dir():
         raise ReplayError(f"--plot: {out.parent}: no such directory")
+    formats = plt.gcf().canvas.get_supported_filetypes()
+    plt.close("all")
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ReplayError(
+            f"--plot: {quote(out.name)}: not a format matplotlib writes "
+            f"({', '.join(sorted(formats))})"
+        )
 
 
 def draw(result: Comparison, grid: Grid, setup: Setup, policy: Policy, out: Path) -> None:
